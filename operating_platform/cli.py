@@ -1,0 +1,66 @@
+"""`dorobot`: record demonstrations, and check the datasets they make.
+
+dorobot record --record.repo_id=... [--robot.* --record.* flags]
+dorobot verify ROOT [--no-decode]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+USAGE = """usage: dorobot COMMAND [ARGS]
+
+commands:
+  record   record episodes (flags: --robot.*, --record.*; `dorobot record --help` lists them)
+  verify   check a dataset folder against the LeRobot v2.1 format: dorobot verify ROOT
+"""
+
+
+def verify_main(argv: Sequence[str]) -> int:
+    from operating_platform.dataset.verify import verify_dataset
+
+    parser = argparse.ArgumentParser(
+        prog="dorobot verify", description="Check a LeRobot v2.1 dataset folder."
+    )
+    parser.add_argument("root", help="the dataset folder (the one holding meta/)")
+    parser.add_argument(
+        "--no-decode", action="store_true", help="count video packets instead of decoding every frame"
+    )
+    args = parser.parse_args(argv)
+    report = verify_dataset(args.root, decode_videos=not args.no_decode)
+    console = Console(highlight=False)
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False)
+    for problem in report.problems:
+        console.print(f"[red]problem:[/] {problem}", soft_wrap=True)
+    if report.ok:
+        console.print(
+            f"[green]✓[/] {report.root}: valid ({report.episodes} episodes, {report.frames} frames)"
+        )
+        return 0
+    console.print(f"[red]✗[/] {report.root}: {len(report.problems)} problem(s)")
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "record":
+        from operating_platform.core.main import main as record_main
+
+        return record_main(rest)
+    if command == "verify":
+        return verify_main(rest)
+    print(f"dorobot: unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

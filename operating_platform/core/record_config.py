@@ -1,0 +1,110 @@
+"""`RecordConfig`: every `--record.*` flag, its default, and the checks it passes before any
+hardware is touched."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+from operating_platform.dataset.video import VideoSettings, check_encoder
+
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+
+
+class ConfigError(ValueError):
+    """A flag or config value is wrong; the message is one line that names the flag."""
+
+
+def dorobot_home() -> Path:
+    """Base folder for datasets: `$DOROBOT_HOME`, else `~/DoRobot`."""
+    return Path(os.environ.get("DOROBOT_HOME") or Path.home() / "DoRobot").expanduser()
+
+
+@dataclass
+class RecordConfig:
+    """What to record and how; each field is the `--record.<field>` flag of the same name."""
+
+    # Dataset name, `user/name` as on the Hugging Face hub. Required.
+    repo_id: str = ""
+    # The instruction the operator demonstrates, stored with every episode. Required.
+    single_task: str = ""
+    # Dataset folder. Default: $DOROBOT_HOME/dataset/<repo_id> ($DOROBOT_HOME defaults to ~/DoRobot).
+    root: str | None = None
+    # Capture rate in frames per second.
+    fps: int = 30
+    # Record the camera streams as videos. false: joints only, no camera streams.
+    video: bool = True
+    # Episodes to record in this session.
+    num_episodes: int = 50
+    # Length of an episode in seconds.
+    episode_time_s: float = 60.0
+    # Pause between episodes, for the operator to reset the scene, in seconds.
+    reset_time_s: float = 60.0
+    # Append to the dataset at `root` if it exists (fps, robot and features must match).
+    resume: bool = False
+    # Save episodes in the background so the operator never waits.
+    use_async_save: bool = True
+    # Episodes that may wait to be saved before `save()` waits for a free slot.
+    async_save_queue_size: int = 10
+    # Longest wait for pending saves when the session ends, in seconds.
+    async_save_timeout_s: int = 300
+    # Further attempts for an episode whose save failed, with backoff 2^n s.
+    async_save_max_retries: int = 3
+    # Video encoder (any FFmpeg encoder PyAV offers: libx264, libsvtav1, ...).
+    vcodec: str = "libx264"
+    # Constant rate factor: lower is better quality and bigger files.
+    crf: int = 23
+    # Keyframe interval in frames (LeRobot's loader seeks fastest with small values).
+    g: int = 2
+    # Encoder preset, as the codec names them ("ultrafast" for libx264, "12" for libsvtav1).
+    preset: str | None = "ultrafast"
+
+    def validate(self) -> None:
+        """Raise `ConfigError` for the first wrong value, naming its flag."""
+        if not self.repo_id:
+            raise ConfigError("--record.repo_id is required, e.g. --record.repo_id=my_lab/pick_cube")
+        if ".." in self.repo_id.split("/") or not REPO_ID_RE.match(self.repo_id):
+            raise ConfigError(
+                f"--record.repo_id={self.repo_id!r} must look like 'name' or 'user/name' "
+                "(letters, digits, '_', '-', '.'; no '..')"
+            )
+        if not self.single_task.strip():
+            raise ConfigError('--record.single_task is required, e.g. --record.single_task="Pick the cube"')
+        if self.root is not None and (not self.root.strip() or ".." in PurePath(self.root).parts):
+            raise ConfigError(f"--record.root={self.root!r} must be a folder path without '..'")
+        _at_least("fps", self.fps, 1, upper=1000)
+        _at_least("num_episodes", self.num_episodes, 1)
+        _positive("episode_time_s", self.episode_time_s)
+        _at_least("reset_time_s", self.reset_time_s, 0)
+        _at_least("async_save_queue_size", self.async_save_queue_size, 1)
+        _positive("async_save_timeout_s", self.async_save_timeout_s)
+        _at_least("async_save_max_retries", self.async_save_max_retries, 0)
+        _at_least("crf", self.crf, 0, upper=63)
+        _at_least("g", self.g, 1)
+        try:
+            check_encoder(self.vcodec)
+        except ValueError as exc:
+            raise ConfigError(f"--record.vcodec: {exc}") from None
+
+    @property
+    def dataset_root(self) -> Path:
+        if self.root is not None:
+            return Path(self.root).expanduser()
+        return dorobot_home() / "dataset" / self.repo_id
+
+    @property
+    def video_settings(self) -> VideoSettings:
+        return VideoSettings(vcodec=self.vcodec, crf=self.crf, g=self.g, preset=self.preset)
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"--record.{name} must be greater than 0 (got {value})")
+
+
+def _at_least(name: str, value: float, lower: float, upper: float | None = None) -> None:
+    if value < lower or (upper is not None and value > upper):
+        bounds = f"between {lower} and {upper}" if upper is not None else f"at least {lower}"
+        raise ConfigError(f"--record.{name} must be {bounds} (got {value})")

@@ -1,0 +1,108 @@
+"""The entry point for recording into a LeRobot v2.1 dataset.
+
+`DoRobotDataset` takes frames into the episode journal as they are captured and turns closed
+journals into committed episodes; `DoRobotDatasetMetadata` (metadata.py) owns `meta/`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from operating_platform.dataset.features import validate_frame
+from operating_platform.dataset.finalize import finalize_journal
+from operating_platform.dataset.journal import JournalWriter, new_journal_id
+from operating_platform.dataset.metadata import INFO_PATH, DatasetError, DoRobotDatasetMetadata
+from operating_platform.dataset.video import VideoSettings
+
+__all__ = ["DatasetError", "DoRobotDataset", "DoRobotDatasetMetadata"]
+
+
+class DoRobotDataset:
+    """A dataset being recorded: frames go to the episode journal as they come, episodes to disk.
+
+    `add_frame` validates a frame against the features and writes it to the journal within
+    the call; a frame that does not fit is refused with a `FrameError` naming the feature, and
+    every frame before it stays recorded. `save_episode` commits the episode completely before
+    returning.
+    """
+
+    def __init__(self, meta: DoRobotDatasetMetadata, repo_id: str, video: VideoSettings) -> None:
+        self.meta = meta
+        self.repo_id = repo_id
+        self.video = video
+        self.features = meta.features
+        self._journal: JournalWriter | None = None
+        self._episode_start: float | None = None
+
+    @classmethod
+    def create(
+        cls,
+        repo_id: str,
+        root: Path,
+        fps: int,
+        robot_type: str | None,
+        features: dict[str, dict[str, Any]],
+        video: VideoSettings | None = None,
+        resume: bool = False,
+    ) -> DoRobotDataset:
+        """Open `root` for recording: a new dataset, or with `resume` the existing one to append to."""
+        root = Path(root)
+        if resume and (root / INFO_PATH).exists():
+            meta = DoRobotDatasetMetadata.load(root)
+            meta.check_compatible(fps, robot_type, features)
+        else:
+            meta = DoRobotDatasetMetadata.create(root, fps, robot_type, features)
+        return cls(meta, repo_id, video or VideoSettings())
+
+    @property
+    def root(self) -> Path:
+        return self.meta.root
+
+    @property
+    def fps(self) -> int:
+        return self.meta.fps
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.meta.private_dir / "journal"
+
+    @property
+    def num_frames_in_episode(self) -> int:
+        return self._journal.frames if self._journal else 0
+
+    def add_frame(self, frame: dict[str, np.ndarray], task: str, capture_time: float | None = None) -> int:
+        """Validate and journal one frame of the current episode; returns its frame index."""
+        validate_frame(frame, self.features)
+        if self._journal is None:
+            self._journal = JournalWriter(self.journal_dir / new_journal_id(), self.features, self.fps, task)
+        if capture_time is None:
+            capture_time = self._journal.frames / self.fps
+        return self._journal.append(frame, capture_time)
+
+    def close_episode(self, episode_index: int) -> Path | None:
+        """Seal the current episode's journal and hand it over; None when it has no frames."""
+        journal, self._journal = self._journal, None
+        if journal is None:
+            return None
+        if journal.frames == 0:
+            journal.discard()
+            return None
+        return journal.close(episode_index)
+
+    def discard_episode(self) -> int:
+        """Drop the current episode's frames; returns how many were dropped."""
+        journal, self._journal = self._journal, None
+        if journal is None:
+            return 0
+        journal.discard()
+        return journal.frames
+
+    def save_episode(self) -> int | None:
+        """Commit the current episode before returning; its index, or None when it was empty."""
+        path = self.close_episode(self.meta.total_episodes)
+        if path is None:
+            return None
+        return finalize_journal(path, self.meta, self.video)

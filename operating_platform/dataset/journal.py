@@ -1,0 +1,268 @@
+"""The episode journal: the durable, append-only record of an episode while it is captured.
+
+Every captured frame crosses the `write()` system call before its capture tick ends, so a
+process that dies keeps everything already captured (the page cache belongs to the kernel).
+Nothing is held in Python memory between ticks, whatever the episode length.
+
+Layout of one journal, `ROOT/.dorobot/journal/<id>/`:
+
+    header.json            fps, features and task, written when the journal opens
+    rows.log               one record per frame: the vector features and the capture time
+    <video_key>/seg_NNNNNN.raw
+                           one record per frame: raw RGB pixels, `segment_frames` per file, so a
+                           consumer can release the raw frames it has encoded piece by piece
+    closed.json            written (atomically) when the operator ends the episode
+
+Each record is a 16-byte header (magic, frame index, payload length, CRC-32 of the payload)
+followed by the payload. A torn last record, from a kill in the middle of a write, fails the
+length or checksum test and is ignored. Camera records are written before the row record of
+the same frame, so the row count is the number of complete frames.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from operating_platform.dataset.features import DEFAULT_FEATURES, vector_keys, video_keys
+from operating_platform.dataset.fsutil import write_json_atomic
+
+MAGIC = b"DRJ1"
+_RECORD = struct.Struct("<4sIII")
+HEADER_FILE = "header.json"
+CLOSED_FILE = "closed.json"
+ROWS_FILE = "rows.log"
+DEFAULT_SEGMENT_FRAMES = 30
+
+
+class JournalError(RuntimeError):
+    """A journal on disk cannot be read as one (missing header, wrong format)."""
+
+
+def _write_all(fd: int, header: bytes, payload: memoryview) -> None:
+    # writev on a regular file writes everything unless the disk fills; finish a short write
+    # so that only a kill, never a partial syscall, can tear a record.
+    total = len(header) + payload.nbytes
+    done = os.writev(fd, [header, payload])
+    while done < total:
+        rest = (header + payload.tobytes())[done:]
+        done += os.write(fd, rest)
+
+
+def _record(frame_index: int, payload: memoryview) -> bytes:
+    return _RECORD.pack(MAGIC, frame_index, payload.nbytes, zlib.crc32(payload))
+
+
+class JournalWriter:
+    """Appends validated frames of one episode to its journal directory.
+
+    Owned by the capture thread while recording; `close()` hands the directory over to whoever
+    finalizes it. Frames must already be validated (see `features.validate_frame`).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        features: dict[str, dict[str, Any]],
+        fps: int,
+        task: str,
+        segment_frames: int = DEFAULT_SEGMENT_FRAMES,
+    ) -> None:
+        self.path = Path(path)
+        self.features = features
+        self.segment_frames = segment_frames
+        self._vector_keys = vector_keys(features)
+        self._video_keys = video_keys(features)
+        self.path.mkdir(parents=True, exist_ok=False)
+        header = {
+            "format": 1,
+            "fps": fps,
+            "task": task,
+            "segment_frames": segment_frames,
+            "features": {k: v for k, v in features.items() if k not in DEFAULT_FEATURES},
+            "created_unix": time.time(),
+        }
+        write_json_atomic(self.path / HEADER_FILE, header)
+        for key in self._video_keys:
+            (self.path / key).mkdir()
+        self._rows_fd = os.open(self.path / ROWS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._segment_fds: dict[str, int] = {}
+        self.frames = 0
+        self.closed = False
+
+    def append(self, frame: dict[str, np.ndarray], capture_time: float) -> int:
+        """Write one frame; returns its frame index. No copy of the pixels is made."""
+        index = self.frames
+        if index % self.segment_frames == 0:
+            self._open_segments(index // self.segment_frames)
+        for key in self._video_keys:
+            pixels = memoryview(np.ascontiguousarray(frame[key])).cast("B")
+            _write_all(self._segment_fds[key], _record(index, pixels), pixels)
+        row = b"".join(frame[k].tobytes() for k in self._vector_keys) + struct.pack("<d", capture_time)
+        _write_all(self._rows_fd, _record(index, memoryview(row)), memoryview(row))
+        self.frames += 1
+        return index
+
+    def _open_segments(self, segment: int) -> None:
+        for key in self._video_keys:
+            old = self._segment_fds.pop(key, None)
+            if old is not None:
+                os.close(old)
+            seg_path = self.path / key / f"seg_{segment:06d}.raw"
+            self._segment_fds[key] = os.open(seg_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def _close_fds(self) -> None:
+        for fd in [self._rows_fd, *self._segment_fds.values()]:
+            os.close(fd)
+        self._segment_fds.clear()
+
+    def close(self, episode_index: int, task: str | None = None) -> Path:
+        """Seal the journal as episode `episode_index`; returns its directory."""
+        if self.closed:
+            raise JournalError(f"journal {self.path} is already closed")
+        self._close_fds()
+        self.closed = True
+        closed = {"episode_index": episode_index, "frames": self.frames, "closed_unix": time.time()}
+        if task is not None:
+            closed["task"] = task
+        write_json_atomic(self.path / CLOSED_FILE, closed)
+        return self.path
+
+    def discard(self) -> None:
+        """Delete the journal and everything in it."""
+        if not self.closed:
+            self._close_fds()
+            self.closed = True
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+@dataclass
+class JournalRows:
+    """The vector features of a journal's complete frames, as (frames, n) arrays."""
+
+    columns: dict[str, np.ndarray]
+    capture_times: np.ndarray
+
+    @property
+    def frames(self) -> int:
+        return len(self.capture_times)
+
+
+def _scan_records(path: Path, payload_size: int) -> Iterator[tuple[int, memoryview]]:
+    """Yield (frame_index, payload) for each intact record; stop at the first torn or foreign one."""
+    record_size = _RECORD.size + payload_size
+    with open(path, "rb") as f:
+        while True:
+            blob = f.read(record_size)
+            if len(blob) < record_size:
+                return
+            magic, index, length, crc = _RECORD.unpack_from(blob)
+            payload = memoryview(blob)[_RECORD.size :]
+            if magic != MAGIC or length != payload_size or zlib.crc32(payload) != crc:
+                return
+            yield index, payload
+
+
+class JournalReader:
+    """Reads a journal written by `JournalWriter`, trusting only records that pass their checks."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.header = json.loads((self.path / HEADER_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise JournalError(f"{self.path}: unreadable journal header ({exc})") from exc
+        if self.header.get("format") != 1:
+            raise JournalError(f"{self.path}: unknown journal format {self.header.get('format')!r}")
+        self.features: dict[str, dict[str, Any]] = self.header["features"]
+        self.fps: int = self.header["fps"]
+        self.segment_frames: int = self.header["segment_frames"]
+        self.vector_keys = vector_keys(self.features)
+        self.video_keys = video_keys(self.features)
+        closed_path = self.path / CLOSED_FILE
+        self.closed: dict[str, Any] | None = (
+            json.loads(closed_path.read_text(encoding="utf-8")) if closed_path.exists() else None
+        )
+
+    @property
+    def task(self) -> str:
+        return (self.closed or {}).get("task", self.header["task"])
+
+    def _row_layout(self) -> list[tuple[str, np.dtype, int]]:
+        return [
+            (k, np.dtype(self.features[k]["dtype"]), int(np.prod(self.features[k]["shape"])))
+            for k in self.vector_keys
+        ]
+
+    def read_rows(self) -> JournalRows:
+        layout = self._row_layout()
+        row_size = sum(dt.itemsize * n for _, dt, n in layout) + 8
+        chunks = [bytes(p) for _, p in _scan_records(self.path / ROWS_FILE, row_size)]
+        raw = np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(len(chunks), row_size)
+        columns: dict[str, np.ndarray] = {}
+        offset = 0
+        for key, dtype, n in layout:
+            width = dtype.itemsize * n
+            columns[key] = raw[:, offset : offset + width].copy().view(dtype).reshape(len(chunks), n)
+            offset += width
+        times = raw[:, offset : offset + 8].copy().view(np.float64).reshape(-1)
+        return JournalRows(columns, times)
+
+    def frame_shape(self, video_key: str) -> tuple[int, int, int]:
+        return tuple(self.features[video_key]["shape"])  # type: ignore[return-value]
+
+    def _segments(self, video_key: str) -> list[Path]:
+        return sorted((self.path / video_key).glob("seg_*.raw"))
+
+    def iter_frames(self, video_key: str, count: int) -> Iterator[np.ndarray]:
+        """Yield the first `count` frames of a camera in order; raise if fewer are intact."""
+        shape = self.frame_shape(video_key)
+        size = int(np.prod(shape))
+        expected = 0
+        for seg in self._segments(video_key):
+            for index, payload in _scan_records(seg, size):
+                if expected >= count:
+                    return
+                if index != expected:
+                    raise JournalError(f"{seg}: frame {index} found where {expected} was expected")
+                yield np.frombuffer(payload, dtype=np.uint8).reshape(shape)
+                expected += 1
+        if expected < count:
+            raise JournalError(f"{self.path / video_key}: only {expected} of {count} frames are intact")
+
+    def read_frame(self, video_key: str, index: int) -> np.ndarray:
+        """Random access to one frame (used to sample frames for statistics)."""
+        shape = self.frame_shape(video_key)
+        size = int(np.prod(shape))
+        seg = self.path / video_key / f"seg_{index // self.segment_frames:06d}.raw"
+        with open(seg, "rb") as f:
+            f.seek((index % self.segment_frames) * (_RECORD.size + size))
+            blob = f.read(_RECORD.size + size)
+        magic, found, length, crc = _RECORD.unpack_from(blob) if len(blob) >= _RECORD.size else (b"", 0, 0, 0)
+        payload = memoryview(blob)[_RECORD.size :]
+        if magic != MAGIC or found != index or length != size or zlib.crc32(payload) != crc:
+            raise JournalError(f"{seg}: frame {index} is damaged")
+        return np.frombuffer(payload, dtype=np.uint8).reshape(shape)
+
+    def complete_frames(self) -> int:
+        """Frames whose row and every camera image are intact: what can be published."""
+        count = self.read_rows().frames
+        for key in self.video_keys:
+            size = int(np.prod(self.frame_shape(key)))
+            count = min(count, sum(1 for seg in self._segments(key) for _ in _scan_records(seg, size)))
+        return count
+
+
+def new_journal_id() -> str:
+    """A sortable, unique name for a journal directory."""
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"

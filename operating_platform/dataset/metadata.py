@@ -1,0 +1,231 @@
+"""The dataset's `meta/` folder: info.json and the three JSONL files of LeRobot v2.1.
+
+`DoRobotDatasetMetadata` is their only writer: every change goes through `_meta_lock`, and
+info.json is replaced by atomic rename, last, so its counters never point at data that is not
+there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from operating_platform.dataset.features import video_keys, with_default_features
+from operating_platform.dataset.fsutil import append_lines_durable, write_json_atomic
+
+CODEBASE_VERSION = "v2.1"
+CHUNKS_SIZE = 1000
+DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
+VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
+INFO_PATH = "meta/info.json"
+TASKS_PATH = "meta/tasks.jsonl"
+EPISODES_PATH = "meta/episodes.jsonl"
+EPISODES_STATS_PATH = "meta/episodes_stats.jsonl"
+PRIVATE_DIR = ".dorobot"
+
+
+class DatasetError(RuntimeError):
+    """The dataset folder cannot be used as asked; the message says why and what to do."""
+
+
+def _jsonl_line(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _strip_video_info(features: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {k: {f: v for f, v in ft.items() if f != "info"} for k, ft in features.items()}
+
+
+@dataclass(frozen=True)
+class EpisodeRecord:
+    """What one committed episode adds to the metadata."""
+
+    episode_index: int
+    length: int
+    tasks: list[str]
+    stats: dict[str, dict[str, Any]]
+    video_info: dict[str, dict[str, Any]]
+
+
+class DoRobotDatasetMetadata:
+    """Reads and writes `meta/` of one dataset; thread-safe, and never ahead of the data on disk."""
+
+    def __init__(self, root: Path, info: dict[str, Any], tasks: list[str], lengths: list[int]) -> None:
+        self.root = Path(root)
+        self.info = info
+        self._tasks = tasks
+        self._committed_tasks = len(tasks)
+        self._lengths = lengths
+        self._meta_lock = threading.Lock()
+
+    # -- creation and loading ---------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, root: Path, fps: int, robot_type: str | None, features: dict[str, dict[str, Any]]
+    ) -> DoRobotDatasetMetadata:
+        """Start an empty dataset in `root`, which must not hold anything yet."""
+        root = Path(root)
+        if root.exists() and any(root.iterdir()):
+            raise DatasetError(
+                f"{root} already exists and is not empty; pass --record.resume=true to add episodes to it, "
+                "or choose another --record.root"
+            )
+        all_features = with_default_features(features)
+        info = {
+            "codebase_version": CODEBASE_VERSION,
+            "robot_type": robot_type,
+            "total_episodes": 0,
+            "total_frames": 0,
+            "total_tasks": 0,
+            "total_videos": 0,
+            "total_chunks": 0,
+            "chunks_size": CHUNKS_SIZE,
+            "fps": fps,
+            "splits": {"train": "0:0"},
+            "data_path": DATA_PATH,
+            "video_path": VIDEO_PATH if video_keys(all_features) else None,
+            "features": all_features,
+        }
+        (root / "meta").mkdir(parents=True, exist_ok=True)
+        for rel in (TASKS_PATH, EPISODES_PATH, EPISODES_STATS_PATH):
+            (root / rel).touch()
+        write_json_atomic(root / INFO_PATH, info)
+        return cls(root, info, [], [])
+
+    @classmethod
+    def load(cls, root: Path) -> DoRobotDatasetMetadata:
+        """Open an existing dataset; refuse one whose metadata is damaged rather than guess."""
+        root = Path(root)
+        try:
+            info = json.loads((root / INFO_PATH).read_text(encoding="utf-8"))
+            tasks_rows = _read_jsonl(root / TASKS_PATH)
+            episodes = _read_jsonl(root / EPISODES_PATH)
+        except FileNotFoundError as exc:
+            raise DatasetError(f"{root} is not a dataset: {exc.filename} is missing") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DatasetError(
+                f"{root}: damaged metadata ({exc}); run `dorobot verify {root}` for details"
+            ) from None
+        if info.get("codebase_version") != CODEBASE_VERSION:
+            raise DatasetError(
+                f"{root} is a {info.get('codebase_version')} dataset; "
+                f"only {CODEBASE_VERSION} datasets can be appended to"
+            )
+        tasks = [row["task"] for row in sorted(tasks_rows, key=lambda r: r["task_index"])]
+        episodes = episodes[: info["total_episodes"]]
+        if len(episodes) != info["total_episodes"] or len(tasks) < info["total_tasks"]:
+            raise DatasetError(
+                f"{root}: info.json counts {info['total_episodes']} episodes but meta/ lists "
+                f"{len(episodes)}; run `dorobot verify {root}`"
+            )
+        return cls(root, info, tasks, [int(ep["length"]) for ep in episodes])
+
+    # -- what is committed ------------------------------------------------------------------
+
+    @property
+    def fps(self) -> int:
+        return self.info["fps"]
+
+    @property
+    def features(self) -> dict[str, dict[str, Any]]:
+        return self.info["features"]
+
+    @property
+    def video_keys(self) -> list[str]:
+        return video_keys(self.features)
+
+    @property
+    def total_episodes(self) -> int:
+        return self.info["total_episodes"]
+
+    @property
+    def total_frames(self) -> int:
+        return self.info["total_frames"]
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self._tasks)
+
+    def data_path(self, episode_index: int) -> Path:
+        chunk = episode_index // self.info["chunks_size"]
+        return self.root / DATA_PATH.format(episode_chunk=chunk, episode_index=episode_index)
+
+    def video_path(self, episode_index: int, video_key: str) -> Path:
+        chunk = episode_index // self.info["chunks_size"]
+        return self.root / VIDEO_PATH.format(
+            episode_chunk=chunk, video_key=video_key, episode_index=episode_index
+        )
+
+    @property
+    def private_dir(self) -> Path:
+        return self.root / PRIVATE_DIR
+
+    def check_compatible(self, fps: int, robot_type: str | None, features: dict[str, dict[str, Any]]) -> None:
+        """Raise unless new episodes recorded with these settings belong in this dataset."""
+        if fps != self.fps:
+            raise DatasetError(f"cannot resume {self.root}: it was recorded at {self.fps} fps, not {fps}")
+        if robot_type != self.info["robot_type"]:
+            raise DatasetError(
+                f"cannot resume {self.root}: its robot_type is "
+                f"{self.info['robot_type']!r}, not {robot_type!r}"
+            )
+        ours = _strip_video_info(with_default_features(features))
+        theirs = _strip_video_info(self.features)
+        if ours != theirs:
+            diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+            raise DatasetError(f"cannot resume {self.root}: features differ ({', '.join(diff)})")
+
+    # -- changes ----------------------------------------------------------------------------
+
+    def task_index(self, task: str) -> int:
+        """The index of `task`, reserving the next one for a new task (written at commit)."""
+        with self._meta_lock:
+            if task not in self._tasks:
+                self._tasks.append(task)
+            return self._tasks.index(task)
+
+    def commit_episode(self, record: EpisodeRecord) -> None:
+        """Publish an episode whose data files are already in place: JSONL lines, then info.json."""
+        with self._meta_lock:
+            if record.episode_index != self.total_episodes:
+                raise DatasetError(
+                    f"episode {record.episode_index} committed out of order (next is {self.total_episodes})"
+                )
+            needed = max(self._tasks.index(t) for t in record.tasks) + 1
+            new_tasks = [
+                _jsonl_line({"task_index": i, "task": self._tasks[i]})
+                for i in range(self._committed_tasks, max(needed, self._committed_tasks))
+            ]
+            if new_tasks:
+                append_lines_durable(self.root / TASKS_PATH, new_tasks)
+                self._committed_tasks += len(new_tasks)
+            episode = {"episode_index": record.episode_index, "tasks": record.tasks, "length": record.length}
+            append_lines_durable(self.root / EPISODES_PATH, [_jsonl_line(episode)])
+            stats_line = {"episode_index": record.episode_index, "stats": record.stats}
+            append_lines_durable(self.root / EPISODES_STATS_PATH, [_jsonl_line(stats_line)])
+            self._lengths.append(record.length)
+            self._write_info(record.video_info)
+
+    def _write_info(self, video_info: dict[str, dict[str, Any]]) -> None:
+        info = self.info
+        episodes = len(self._lengths)
+        info["total_episodes"] = episodes
+        info["total_frames"] = int(sum(self._lengths))
+        info["total_tasks"] = self._committed_tasks
+        info["total_videos"] = episodes * len(self.video_keys)
+        info["total_chunks"] = math.ceil(episodes / info["chunks_size"])
+        info["splits"] = {"train": f"0:{episodes}"}
+        for key, block in video_info.items():
+            info["features"][key].setdefault("info", block)
+        write_json_atomic(self.root / INFO_PATH, info)

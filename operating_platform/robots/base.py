@@ -1,0 +1,108 @@
+"""The robot interface every source of demonstrations implements.
+
+A robot is whatever produces, once per capture tick, the operator's command (`action`), the
+follower's measured state (`observation.state`) and one RGB image per camera. The recorder
+knows nothing else about it, so the simulated arm, a LeRobot robot or a DoRobot bridge all plug
+in the same way: a `RobotConfig` subclass registered under a `--robot.type` name, and a `Robot`
+subclass that names that config class.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, ClassVar
+
+import draccus
+import numpy as np
+
+VIDEO_NAMES = ["height", "width", "channels"]
+
+
+@dataclasses.dataclass
+class RobotConfig(draccus.ChoiceRegistry, abc.ABC):
+    """Base of every robot's settings; `--robot.type=NAME` selects the registered subclass."""
+
+    @classmethod
+    def default_choice_name(cls) -> str | None:
+        return "sim"
+
+    @property
+    def type(self) -> str:
+        return self.get_choice_name(self.__class__)
+
+    def validate(self) -> None:
+        """Raise `ValueError` naming the offending `--robot.*` flag; called before connecting."""
+
+
+class Robot(abc.ABC):
+    """A source of synchronized joint readings and camera frames.
+
+    Subclasses set `config_class` to their registered `RobotConfig` subclass; that is all it takes
+    for `make_robot` to build them from the command line.
+    """
+
+    config_class: ClassVar[type[RobotConfig]]
+    _by_config: ClassVar[dict[type[RobotConfig], type[Robot]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        config_class = cls.__dict__.get("config_class")
+        if config_class is not None:
+            Robot._by_config[config_class] = cls
+
+    def __init__(self, config: RobotConfig) -> None:
+        self.config = config
+
+    @property
+    def robot_type(self) -> str:
+        """The name written to info.json's `robot_type`."""
+        return self.config.type
+
+    @property
+    @abc.abstractmethod
+    def joint_names(self) -> list[str]:
+        """Names of the action / state vector elements, e.g. `shoulder_pan.pos`."""
+
+    @property
+    @abc.abstractmethod
+    def camera_shapes(self) -> dict[str, tuple[int, int, int]]:
+        """Camera name -> (height, width, 3) of the RGB frames it delivers."""
+
+    @property
+    def features(self) -> dict[str, dict[str, Any]]:
+        """The user features this robot records, in info.json notation and order."""
+        names = list(self.joint_names)
+        feats: dict[str, dict[str, Any]] = {
+            "action": {"dtype": "float32", "shape": [len(names)], "names": names},
+            "observation.state": {"dtype": "float32", "shape": [len(names)], "names": list(names)},
+        }
+        for cam, shape in self.camera_shapes.items():
+            feats[f"observation.images.{cam}"] = {"dtype": "video", "shape": list(shape), "names": VIDEO_NAMES}
+        return feats
+
+    @abc.abstractmethod
+    def connect(self) -> None:
+        """Open the hardware (or the simulation). Called once before the first capture."""
+
+    @abc.abstractmethod
+    def capture(self) -> dict[str, np.ndarray]:
+        """Read one synchronized frame: `action`, `observation.state` and `observation.images.<cam>`.
+
+        Called once per tick on the capture thread, so it must not block longer than a tick.
+        """
+
+    @abc.abstractmethod
+    def disconnect(self) -> None:
+        """Release the hardware. Safe to call more than once."""
+
+
+def make_robot(config: RobotConfig) -> Robot:
+    """Build the robot registered for `config`'s class."""
+    try:
+        robot_cls = Robot._by_config[type(config)]
+    except KeyError:
+        raise ValueError(
+            f"--robot.type={config.type}: no Robot subclass declares config_class={type(config).__name__}"
+        ) from None
+    return robot_cls(config)

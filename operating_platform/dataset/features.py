@@ -64,7 +64,8 @@ def _arrow_type(ft: dict[str, Any]) -> pa.DataType:
         return scalar
     if len(ft["shape"]) != 1:
         raise ValueError(f"only vector features are supported in parquet, got shape {ft['shape']}")
-    return pa.list_(scalar, ft["shape"][0])
+    # The child is named "element", as in the parquet files LeRobot writes.
+    return pa.list_(pa.field("element", scalar), ft["shape"][0])
 
 
 def _hf_feature(ft: dict[str, Any]) -> dict[str, Any]:

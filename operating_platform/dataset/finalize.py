@@ -111,7 +111,7 @@ def _parquet_table(columns: dict[str, np.ndarray], features: dict[str, dict[str,
         arrow_type = schema.field(key).type
         if pa.types.is_fixed_size_list(arrow_type):
             flat = pa.array(values.reshape(-1), type=arrow_type.value_type)
-            arrays.append(pa.FixedSizeListArray.from_arrays(flat, arrow_type.list_size))
+            arrays.append(pa.FixedSizeListArray.from_arrays(flat, type=arrow_type))
         else:
             arrays.append(pa.array(values.astype(arrow_type.to_pandas_dtype()), type=arrow_type))
     return pa.Table.from_arrays(arrays, schema=schema)

@@ -78,7 +78,11 @@ class Robot(abc.ABC):
             "observation.state": {"dtype": "float32", "shape": [len(names)], "names": list(names)},
         }
         for cam, shape in self.camera_shapes.items():
-            feats[f"observation.images.{cam}"] = {"dtype": "video", "shape": list(shape), "names": VIDEO_NAMES}
+            feats[f"observation.images.{cam}"] = {
+                "dtype": "video",
+                "shape": list(shape),
+                "names": list(VIDEO_NAMES),
+            }
         return feats
 
     @abc.abstractmethod
@@ -102,7 +106,5 @@ def make_robot(config: RobotConfig) -> Robot:
     try:
         robot_cls = Robot._by_config[type(config)]
     except KeyError:
-        raise ValueError(
-            f"--robot.type={config.type}: no Robot subclass declares config_class={type(config).__name__}"
-        ) from None
+        raise ValueError(f"no Robot subclass declares config_class={type(config).__name__}") from None
     return robot_cls(config)

@@ -1,0 +1,41 @@
+"""A robot plugin for tests: the simulated arm, delivering one bad frame at a chosen tick.
+
+Loaded by the recorder through DOROBOT_PLUGINS=faulty_robot, the way a user adds a robot type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from operating_platform.robots import RobotConfig, SimRobot, SimRobotConfig
+
+
+@RobotConfig.register_subclass("faulty_sim")
+@dataclass
+class FaultySimConfig(SimRobotConfig):
+    fail_at: int = 20
+    fault: str = "nan"  # nan | shape | dtype
+
+
+class FaultySim(SimRobot):
+    config_class = FaultySimConfig
+
+    def connect(self) -> None:
+        super().connect()
+        self.captured = 0
+
+    def capture(self) -> dict[str, np.ndarray]:
+        frame = super().capture()
+        self.captured += 1
+        if self.captured > self.config.fail_at:
+            if self.config.fault == "nan":
+                frame["observation.state"][2] = np.nan
+            elif self.config.fault == "shape":
+                frame["action"] = frame["action"][:5]
+            elif self.config.fault == "dtype":
+                frame["observation.images.image_top"] = frame["observation.images.image_top"].astype(
+                    np.float32
+                )
+        return frame

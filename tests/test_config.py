@@ -1,0 +1,109 @@
+"""Bad flags are refused with one line naming the flag, before any hardware or folder is touched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from operating_platform.core.configs import parse_config
+from operating_platform.core.record_config import ConfigError, RecordConfig
+from tests.conftest import run_record
+
+GOOD = ["--record.repo_id=lab/demo", "--record.single_task=Pick the cube"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--record.fpz=3"], "--record.fpz"),
+        (["--record.fps=-30"], "--record.fps"),
+        (["--record.fps=0"], "--record.fps"),
+        (["--record.fps=abc"], "--record.fps"),
+        (["--record.repo_id="], "--record.repo_id"),
+        (["--record.repo_id=../escape"], "--record.repo_id"),
+        (["--record.repo_id=lab/../../etc"], "--record.repo_id"),
+        (["--record.root=/tmp/x/../../etc"], "--record.root"),
+        (["--record.single_task="], "--record.single_task"),
+        (["--record.num_episodes=0"], "--record.num_episodes"),
+        (["--record.episode_time_s=-1"], "--record.episode_time_s"),
+        (["--record.reset_time_s=-1"], "--record.reset_time_s"),
+        (["--record.video=maybe"], "--record.video"),
+        (["--record.async_save_queue_size=0"], "--record.async_save_queue_size"),
+        (["--record.async_save_timeout_s=0"], "--record.async_save_timeout_s"),
+        (["--record.async_save_max_retries=-1"], "--record.async_save_max_retries"),
+        (["--record.crf=99"], "--record.crf"),
+        (["--record.g=0"], "--record.g"),
+        (["--record.vcodec=nosuchcodec"], "--record.vcodec"),
+        (["--robot.type=nosuchrobot"], "--robot.type"),
+        (["--robot.num_cameras=7"], "--robot.num_cameras"),
+        (["--robot.camera_width=641"], "--robot.camera_width"),
+    ],
+)
+def test_bad_flag_is_refused_naming_it(flags: list[str], named: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config([*GOOD, *flags])
+    message = str(info.value)
+    assert named in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--record.fps=-5", "--record.repo_id=lab/demo", "--record.single_task=x"],
+        ["--record.bogus=1", "--record.repo_id=lab/demo", "--record.single_task=x"],
+        ["--record.single_task=x"],
+    ],
+)
+def test_program_prints_one_line_and_touches_nothing(tmp_path: Path, flags: list[str]) -> None:
+    root = tmp_path / "ds"
+    proc = run_record(*flags, f"--record.root={root}", env={"DOROBOT_HOME": str(tmp_path / "home")})
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--record." in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert not root.exists() and not (tmp_path / "home").exists()
+
+
+def test_defaults_and_flags_reach_the_config() -> None:
+    cfg = parse_config([*GOOD, "--record.fps=15", "--record.use_async_save=false", "--robot.num_cameras=3"])
+    assert cfg.record.fps == 15 and cfg.record.use_async_save is False
+    assert cfg.robot.type == "sim" and cfg.robot.num_cameras == 3
+    defaults = RecordConfig()
+    assert (defaults.fps, defaults.video, defaults.resume, defaults.use_async_save) == (30, True, False, True)
+    assert (
+        defaults.async_save_queue_size,
+        defaults.async_save_timeout_s,
+        defaults.async_save_max_retries,
+    ) == (
+        10,
+        300,
+        3,
+    )
+
+
+def test_yaml_config_file_with_flag_override(tmp_path: Path) -> None:
+    path = tmp_path / "session.yaml"
+    path.write_text(
+        "robot:\n  type: sim\n  num_cameras: 1\n"
+        "record:\n  repo_id: lab/from_yaml\n  single_task: Stack the blocks\n  fps: 10\n"
+    )
+    cfg = parse_config([f"--config_path={path}", "--record.fps=20"])
+    assert cfg.record.repo_id == "lab/from_yaml" and cfg.record.single_task == "Stack the blocks"
+    assert cfg.record.fps == 20 and cfg.robot.num_cameras == 1
+
+
+def test_bad_yaml_value_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "session.yaml"
+    path.write_text("record:\n  repo_id: lab/x\n  single_task: t\n  fps: -1\n")
+    with pytest.raises(ConfigError, match=r"--record\.fps"):
+        parse_config([f"--config_path={path}"])
+
+
+def test_default_root_follows_dorobot_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOROBOT_HOME", str(tmp_path))
+    cfg = parse_config(GOOD)
+    assert cfg.record.dataset_root == tmp_path / "dataset" / "lab" / "demo"
+    monkeypatch.delenv("DOROBOT_HOME")
+    assert parse_config(GOOD).record.dataset_root == Path.home() / "DoRobot" / "dataset" / "lab" / "demo"

@@ -1,0 +1,262 @@
+"""Tests of the dataset verifier: the LeRobot reference passes, and each kind of damage is caught."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import av
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from operating_platform.dataset.verify import VerifyReport, verify_dataset
+
+REFERENCE = Path("/work/shared/reference/lerobot-0.3.3-v2.1-sample")
+REFERENCE_V3 = Path("/work/shared/reference/lerobot-0.4.4-v3.0-sample")
+EP0_PARQUET = "data/chunk-000/episode_000000.parquet"
+EP1_PARQUET = "data/chunk-000/episode_000001.parquet"
+EP0_VIDEO = "videos/chunk-000/observation.images.cam/episode_000000.mp4"
+EP1_VIDEO = "videos/chunk-000/observation.images.cam/episode_000001.mp4"
+
+pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference dataset not available")
+
+
+def _writable_copy(src: Path, dst: Path) -> Path:
+    # The reference is read-only; copy contents without permissions, then make everything writable.
+    shutil.copytree(src, dst, copy_function=shutil.copyfile)
+    for dirpath, _dirnames, filenames in os.walk(dst):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    return dst
+
+
+@pytest.fixture
+def ds(tmp_path: Path) -> Path:
+    return _writable_copy(REFERENCE, tmp_path / "ds")
+
+
+def _problem_with(report: VerifyReport, *words: str) -> str:
+    """The first problem line containing every word; fails the test with the report otherwise."""
+    assert not report.ok, "expected the dataset to be reported broken"
+    for line in report.problems:
+        if all(word in line for word in words):
+            return line
+    raise AssertionError(f"no problem mentions {words}:\n{report.summary()}")
+
+
+def _edit_info(root: Path, **changes: object) -> None:
+    path = root / "meta" / "info.json"
+    info = json.loads(path.read_text())
+    info.update(changes)  # update() keeps the key order of existing keys
+    path.write_text(json.dumps(info, indent=4, ensure_ascii=False))
+
+
+def _rewrite_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _truncate_half(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _reencode(path: Path, keep: int) -> None:
+    """Re-encode a video with the reference's codec and size, keeping only its first `keep` frames."""
+    with av.open(str(path)) as src:
+        frames = [frame.to_ndarray(format="rgb24") for frame in src.decode(video=0)]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libsvtav1", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"g": "2", "crf": "30", "preset": "12"}
+        for array in frames[:keep]:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        out.mux(stream.encode())
+
+
+# --- the reference -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("decode", [True, False])
+def test_reference_dataset_is_ok(ds: Path, decode: bool) -> None:
+    report = verify_dataset(ds, decode_videos=decode)
+    assert report.ok, report.summary()
+    assert report.problems == [] and report.notes == []
+    assert (report.episodes, report.frames) == (2, 40)
+    assert report.root == ds
+
+
+def test_read_only_reference_verifies_in_place() -> None:
+    # The verifier only reads: it works on the read-only golden copy itself.
+    assert verify_dataset(REFERENCE).ok
+
+
+# --- damage, one kind per test ----------------------------------------------------------------
+
+
+def test_wrong_total_frames(ds: Path) -> None:
+    _edit_info(ds, total_frames=41)
+    report = verify_dataset(ds)
+    assert "41" in _problem_with(report, "meta/info.json", "total_frames")
+
+
+def test_episode_line_removed_leaves_a_gap(ds: Path) -> None:
+    path = ds / "meta" / "episodes.jsonl"
+    _rewrite_jsonl(path, _read_jsonl(path)[1:])  # episode 0 gone: the first line is episode 1
+    report = verify_dataset(ds)
+    _problem_with(report, "meta/episodes.jsonl", "episode_index is 1, expected 0")
+    _problem_with(report, "total_episodes is 2", "meta/episodes.jsonl has 1 line(s)")
+    _problem_with(report, EP0_PARQUET, "not accounted for")
+
+
+def test_parquet_deleted(ds: Path) -> None:
+    (ds / EP1_PARQUET).unlink()
+    report = verify_dataset(ds)
+    _problem_with(report, EP1_PARQUET, "missing")
+    _problem_with(report, "total_episodes is 2", "1 parquet file(s)")
+    assert (report.episodes, report.frames) == (1, 20)
+
+
+def test_parquet_truncated(ds: Path) -> None:
+    _truncate_half(ds / EP0_PARQUET)
+    report = verify_dataset(ds)
+    _problem_with(report, EP0_PARQUET, "unreadable parquet")
+
+
+def test_parquet_with_wrong_index_column(ds: Path) -> None:
+    path = ds / EP1_PARQUET
+    table = pq.read_table(path)
+    # Episode 1 restarting its global index at 0 instead of 20: a classic counter bug.
+    wrong = pa.array(range(table.num_rows), type=pa.int64())
+    table = table.set_column(table.column_names.index("index"), "index", wrong)
+    pq.write_table(table, path)
+    report = verify_dataset(ds)
+    line = _problem_with(report, EP1_PARQUET, "'index'")
+    assert "expected 20" in line
+    assert len(report.problems) == 1, report.summary()  # schema and metadata survived the rewrite
+
+
+def test_video_truncated(ds: Path) -> None:
+    _truncate_half(ds / EP1_VIDEO)
+    for decode in (True, False):
+        _problem_with(verify_dataset(ds, decode_videos=decode), EP1_VIDEO)
+
+
+def test_video_with_fewer_frames(ds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SVT_LOG", "1")  # SVT-AV1 prints a banner on each open otherwise
+    _reencode(ds / EP0_VIDEO, keep=15)
+    report = verify_dataset(ds)
+    _problem_with(report, EP0_VIDEO, "15 decoded frames", "expected 20")
+    assert len(report.problems) == 1, report.summary()  # codec, size and times still right
+    _problem_with(verify_dataset(ds, decode_videos=False), EP0_VIDEO, "15 packets", "expected 20")
+
+
+def test_stray_tmp_file(ds: Path) -> None:
+    shutil.copyfile(ds / EP1_PARQUET, ds / (EP1_PARQUET + ".tmp"))
+    report = verify_dataset(ds)
+    _problem_with(report, EP1_PARQUET + ".tmp", "temporary file")
+    assert report.episodes == 2  # LeRobot reads only *.parquet; the counters are still right
+
+
+def test_stats_with_wrong_image_shape(ds: Path) -> None:
+    path = ds / "meta" / "episodes_stats.jsonl"
+    rows = _read_jsonl(path)
+    cam = rows[0]["stats"]["observation.images.cam"]
+    cam["min"] = [channel[0][0] for channel in cam["min"]]  # (3,) instead of (3,1,1)
+    _rewrite_jsonl(path, rows)
+    report = verify_dataset(ds)
+    line = _problem_with(report, "meta/episodes_stats.jsonl line 1", "observation.images.cam", "min")
+    assert "(3, 1, 1)" in line
+
+
+def test_info_json_not_valid_json(ds: Path) -> None:
+    (ds / "meta" / "info.json").write_text('{"codebase_version": "v2.1", ')
+    report = verify_dataset(ds)  # must not raise
+    _problem_with(report, "meta/info.json", "not valid JSON")
+
+
+def test_pending_journal_is_a_note_not_a_problem(ds: Path) -> None:
+    journal = ds / ".dorobot" / "journal"
+    journal.mkdir(parents=True)
+    (journal / "x").write_text("")
+    report = verify_dataset(ds)
+    assert report.ok, report.summary()
+    assert any("1 unfinished episode journal" in n and "dorobot recover" in n for n in report.notes)
+
+
+# --- a few more kinds of damage ----------------------------------------------------------------
+
+
+def test_v3_dataset_is_reported_not_verified(tmp_path: Path) -> None:
+    if not REFERENCE_V3.is_dir():
+        pytest.skip("v3.0 reference not available")
+    report = verify_dataset(REFERENCE_V3)
+    assert report.problems == ["meta/info.json: v3.0 datasets are not verified yet"]
+
+
+def test_empty_dataset_is_ok(tmp_path: Path) -> None:
+    # What LeRobot's create() leaves: info.json alone, zero counters, no info block on the camera yet.
+    info = json.loads((REFERENCE / "meta" / "info.json").read_text())
+    info.update(total_episodes=0, total_frames=0, total_tasks=0, total_videos=0, total_chunks=0, splits={})
+    del info["features"]["observation.images.cam"]["info"]
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "info.json").write_text(json.dumps(info, indent=4))
+    report = verify_dataset(tmp_path)
+    assert report.ok, report.summary()
+    assert (report.episodes, report.frames) == (0, 0)
+
+
+def test_missing_root_is_a_problem(tmp_path: Path) -> None:
+    report = verify_dataset(tmp_path / "nowhere")
+    assert not report.ok
+
+
+def test_info_keys_out_of_order(ds: Path) -> None:
+    path = ds / "meta" / "info.json"
+    info = json.loads(path.read_text())
+    info = {"fps": info.pop("fps"), **info}
+    path.write_text(json.dumps(info, indent=4))
+    _problem_with(verify_dataset(ds), "meta/info.json", "out of order")
+
+
+def test_timestamps_off_by_more_than_tolerance(ds: Path) -> None:
+    path = ds / EP0_PARQUET
+    table = pq.read_table(path)
+    shifted = pa.array([i / 30 + 0.001 for i in range(table.num_rows)], type=pa.float32())
+    table = table.set_column(table.column_names.index("timestamp"), "timestamp", shifted)
+    pq.write_table(table, path)
+    _problem_with(verify_dataset(ds), EP0_PARQUET, "timestamp")
+
+
+def test_unexpected_top_level_entry_is_a_note(ds: Path) -> None:
+    (ds / "notes.txt").write_text("hello")
+    (ds / "README.md").write_text("# a dataset")
+    report = verify_dataset(ds)
+    assert report.ok, report.summary()
+    assert report.notes == ["notes.txt: unexpected entry at the top level of the dataset"]
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "garbage"])
+def test_any_damaged_file_is_reported_without_raising(ds: Path, damage: str) -> None:
+    files = sorted(p.relative_to(ds) for p in ds.rglob("*") if p.is_file())
+    assert len(files) == 8
+    for rel in files:
+        backup = (ds / rel).read_bytes()
+        if damage == "delete":
+            (ds / rel).unlink()
+        elif damage == "truncate":
+            (ds / rel).write_bytes(backup[: len(backup) // 2])
+        else:
+            (ds / rel).write_bytes(b"\x00garbage\xff" * 10)
+        report = verify_dataset(ds)
+        assert not report.ok, f"{damage} {rel} went unnoticed"
+        assert not any("could not be checked" in p for p in report.problems), report.summary()
+        (ds / rel).write_bytes(backup)
+    assert verify_dataset(ds).ok

@@ -8,14 +8,9 @@ fraction of it.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-# Lets the script run from a checkout without installing the package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from operating_platform.robots import SimRobotConfig, make_robot
 

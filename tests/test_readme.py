@@ -1,0 +1,52 @@
+"""The README's examples run as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import assert_valid, run_record
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def _python_block(first_line: str) -> str:
+    for block in re.findall(r"```python\n(.*?)```", README, flags=re.S):
+        if block.startswith(first_line):
+            return block
+    raise AssertionError(f"no python block starting with {first_line!r} in the README")
+
+
+def test_own_robot_example_records(tmp_path: Path) -> None:
+    (tmp_path / "my_arm.py").write_text(_python_block("# my_arm.py"))
+    root = tmp_path / "ds"
+    proc = run_record(
+        "--robot.type=my_arm",
+        "--robot.port=/dev/null",
+        "--record.repo_id=lab/pick",
+        "--record.single_task=Pick",
+        f"--record.root={root}",
+        "--record.num_episodes=1",
+        "--record.episode_time_s=0.5",
+        env={"DOROBOT_PLUGINS": "my_arm", "PYTHONPATH": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert_valid(root, episodes=1)
+    assert "observation.images.front" in (root / "meta/info.json").read_text()
+
+
+def test_python_example_records_one_episode(tmp_path: Path) -> None:
+    script = _python_block("import time") + "\nassert index == 0, index\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert_valid(tmp_path / "pick", episodes=1)

@@ -13,19 +13,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from operating_platform.dataset.verify import VerifyReport, verify_dataset
+from tests.conftest import REFERENCE, REFERENCE_V3
 
-REFERENCE = Path("/work/shared/reference/lerobot-0.3.3-v2.1-sample")
-REFERENCE_V3 = Path("/work/shared/reference/lerobot-0.4.4-v3.0-sample")
 EP0_PARQUET = "data/chunk-000/episode_000000.parquet"
 EP1_PARQUET = "data/chunk-000/episode_000001.parquet"
 EP0_VIDEO = "videos/chunk-000/observation.images.cam/episode_000000.mp4"
 EP1_VIDEO = "videos/chunk-000/observation.images.cam/episode_000001.mp4"
 
-pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference dataset not available")
-
 
 def _writable_copy(src: Path, dst: Path) -> Path:
-    # The reference is read-only; copy contents without permissions, then make everything writable.
+    # Copy contents without permissions, then make everything writable.
     shutil.copytree(src, dst, copy_function=shutil.copyfile)
     for dirpath, _dirnames, filenames in os.walk(dst):
         os.chmod(dirpath, 0o755)
@@ -93,9 +90,17 @@ def test_reference_dataset_is_ok(ds: Path, decode: bool) -> None:
     assert report.root == ds
 
 
-def test_read_only_reference_verifies_in_place() -> None:
-    # The verifier only reads: it works on the read-only golden copy itself.
-    assert verify_dataset(REFERENCE).ok
+def test_read_only_dataset_verifies_in_place(ds: Path) -> None:
+    # The verifier only reads: it works on a dataset nobody may write to.
+    for dirpath, _dirnames, filenames in os.walk(ds):
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o444)
+        os.chmod(dirpath, 0o555)
+    try:
+        assert verify_dataset(ds).ok
+    finally:
+        for dirpath, _dirnames, _filenames in os.walk(ds):
+            os.chmod(dirpath, 0o755)
 
 
 # --- damage, one kind per test ----------------------------------------------------------------

@@ -28,29 +28,28 @@ def _info(root: Path) -> dict:
     return json.loads((root / "meta/info.json").read_text())
 
 
-@pytest.fixture
-def one_episode(tmp_path: Path) -> Path:
-    root = tmp_path / "ds"
-    proc = run_record(
+def _record_into(root: Path, *flags: str, episodes: int = 1):
+    return run_record(
         *FAST,
         "--record.repo_id=lab/resume",
         f"--record.root={root}",
-        "--record.num_episodes=1",
+        f"--record.num_episodes={episodes}",
         "--record.episode_time_s=1",
+        *flags,
     )
+
+
+@pytest.fixture
+def one_episode(tmp_path: Path) -> Path:
+    root = tmp_path / "ds"
+    proc = _record_into(root)
     assert proc.returncode == 0, proc.stderr
     return root
 
 
 def test_existing_dataset_is_never_overwritten(one_episode: Path) -> None:
     before = _snapshot(one_episode)
-    proc = run_record(
-        *FAST,
-        "--record.repo_id=lab/resume",
-        f"--record.root={one_episode}",
-        "--record.num_episodes=1",
-        "--record.episode_time_s=1",
-    )
+    proc = _record_into(one_episode)
     assert proc.returncode == 1
     assert "--record.resume=true" in proc.stderr and "Traceback" not in proc.stderr
     assert _snapshot(one_episode) == before
@@ -58,14 +57,7 @@ def test_existing_dataset_is_never_overwritten(one_episode: Path) -> None:
 
 def test_resume_appends_with_contiguous_indices(one_episode: Path) -> None:
     first_length = _info(one_episode)["total_frames"]
-    proc = run_record(
-        *FAST,
-        "--record.repo_id=lab/resume",
-        f"--record.root={one_episode}",
-        "--record.resume=true",
-        "--record.num_episodes=2",
-        "--record.episode_time_s=1",
-    )
+    proc = _record_into(one_episode, "--record.resume=true", episodes=2)
     assert proc.returncode == 0, proc.stderr
     assert_valid(one_episode, episodes=3)
     info = _info(one_episode)
@@ -85,15 +77,7 @@ def test_resume_appends_with_contiguous_indices(one_episode: Path) -> None:
 )
 def test_resume_refuses_a_different_setup(one_episode: Path, flag: str, named: str) -> None:
     before = _snapshot(one_episode)
-    proc = run_record(
-        *FAST,
-        "--record.repo_id=lab/resume",
-        f"--record.root={one_episode}",
-        "--record.resume=true",
-        "--record.num_episodes=1",
-        "--record.episode_time_s=1",
-        flag,
-    )
+    proc = _record_into(one_episode, "--record.resume=true", flag)
     assert proc.returncode == 1
     assert named in proc.stderr and "cannot resume" in proc.stderr
     assert _snapshot(one_episode) == before
@@ -103,14 +87,7 @@ def test_resume_refuses_damaged_info_json(one_episode: Path) -> None:
     info = one_episode / "meta/info.json"
     info.write_text(info.read_text()[:100])
     before = _snapshot(one_episode)
-    proc = run_record(
-        *FAST,
-        "--record.repo_id=lab/resume",
-        f"--record.root={one_episode}",
-        "--record.resume=true",
-        "--record.num_episodes=1",
-        "--record.episode_time_s=1",
-    )
+    proc = _record_into(one_episode, "--record.resume=true")
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "damaged metadata" in lines[0]

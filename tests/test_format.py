@@ -41,6 +41,8 @@ def _jsonl(path: Path) -> list[dict]:
 
 def test_demo_is_valid(demo: Path) -> None:
     assert_valid(demo, episodes=2)
+    # A timed episode holds exactly episode_time_s * fps frames, however the threads were scheduled.
+    assert [ep["length"] for ep in _jsonl(demo / "meta/episodes.jsonl")] == [30, 30]
 
 
 def test_info_json_matches_reference(demo: Path, reference_root: Path) -> None:

@@ -28,11 +28,10 @@ def _error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
 
 
-def _wait(record: Record, seconds: float) -> None:
-    """Sleep through a phase, returning early if capture stopped on an error."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and record.error is None:
-        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+def _wait_for_capture(record: Record) -> None:
+    """Wait until the episode is complete (or capture stopped on an error)."""
+    while record.capturing:
+        time.sleep(0.02)
 
 
 def _save(record: Record) -> None:
@@ -58,8 +57,8 @@ def record_session(cfg: ControlPipelineConfig) -> int:
         for n in range(rc.num_episodes):
             index = record.next_episode_index
             console.print(f"Recording episode {index} ({n + 1}/{rc.num_episodes}, {rc.episode_time_s:g} s)")
-            record.start()
-            _wait(record, rc.episode_time_s)
+            record.start(max_frames=max(1, round(rc.episode_time_s * rc.fps)))
+            _wait_for_capture(record)
             _save(record)
             if record.error is not None:
                 _error(f"{record.error}; recording stopped, the frames before it were saved")

@@ -72,6 +72,7 @@ class Record:
         self.stats = CaptureStats(fps)
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._max_frames: int | None = None
         self._stop_capture = threading.Event()
 
     # -- capture ------------------------------------------------------------------------------
@@ -88,8 +89,12 @@ class Record:
     def next_episode_index(self) -> int:
         return self.dataset.meta.total_episodes
 
-    def start(self) -> None:
-        """Start capturing into the current episode (a new one after `save` or `discard`)."""
+    def start(self, max_frames: int | None = None) -> None:
+        """Start capturing into the current episode (a new one after `save` or `discard`).
+
+        With `max_frames`, capture stops by itself once the episode holds that many frames, so a
+        timed episode has exactly `episode_time_s * fps` frames whatever the scheduling.
+        """
         if self.capturing:
             return
         if self.error is not None:
@@ -97,6 +102,7 @@ class Record:
         if self.dataset.num_frames_in_episode == 0:
             self.stats = CaptureStats(self.fps)
         self._stop_capture.clear()
+        self._max_frames = max_frames
         self._thread = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
         self._thread.start()
 
@@ -120,6 +126,8 @@ class Record:
                     now = time.perf_counter()
                 self.stats.lateness_s.append(now - next_tick)
                 self._tick()
+                if self._max_frames is not None and self.episode_frames >= self._max_frames:
+                    break
                 next_tick += period
                 behind = time.perf_counter() - next_tick
                 if behind > period:

@@ -716,6 +716,8 @@ def _check_parquet_schema(rel: str, schema: pa.Schema, layout: _Layout, report: 
             )
 
 
+# The two functions below restate FORMAT.md instead of importing the writer's (features.py) on
+# purpose: a verifier that shared the writer's code would agree with the writer's mistakes.
 def _arrow_type(ft: dict[str, Any]) -> pa.DataType | None:
     """The Arrow type LeRobot writes for a feature; None where we do not check it."""
     scalar = ARROW_SCALARS.get(ft["dtype"])

@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -182,3 +183,39 @@ def test_discard_drops_only_the_current_episode(tmp_path: Path) -> None:
     assert_valid(ds.root, episodes=2)
     assert _info(ds.root)["total_frames"] == 7
     assert not list(ds.journal_dir.iterdir())
+
+
+def test_video_false_records_joints_only(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    proc = _record_into(root, "--record.video=false")
+    assert proc.returncode == 0, proc.stderr
+    assert_valid(root, episodes=1)
+    info = _info(root)
+    assert info["video_path"] is None and info["total_videos"] == 0
+    assert not [k for k, ft in info["features"].items() if ft["dtype"] == "video"]
+    assert not (root / "videos").exists()
+
+
+def _keyframes_and_size(root: Path) -> tuple[list[int], int]:
+    path = root / "videos/chunk-000/observation.images.image_top/episode_000000.mp4"
+    with av.open(str(path)) as container:
+        keys = [i for i, frame in enumerate(container.decode(video=0)) if frame.key_frame]
+    return keys, path.stat().st_size
+
+
+def test_video_settings_reach_the_encoder(tmp_path: Path) -> None:
+    low = _record_into(tmp_path / "low", "--record.g=7", "--record.crf=45")
+    high = _record_into(tmp_path / "high", "--record.g=7", "--record.crf=5")
+    av1 = _record_into(tmp_path / "av1", "--record.vcodec=libsvtav1", "--record.preset=12", "--record.crf=30")
+    for proc in (low, high, av1):
+        assert proc.returncode == 0, proc.stderr
+    for name in ("low", "high", "av1"):
+        assert_valid(tmp_path / name, episodes=1)
+    low_keys, low_size = _keyframes_and_size(tmp_path / "low")
+    _, high_size = _keyframes_and_size(tmp_path / "high")
+    assert low_keys == [0, 7, 14, 21, 28]
+    assert low_size * 3 < high_size
+    assert _info(tmp_path / "av1")["features"]["observation.images.image_top"]["info"]["video.codec"] == "av1"
+    assert (
+        _info(tmp_path / "low")["features"]["observation.images.image_top"]["info"]["video.codec"] == "h264"
+    )

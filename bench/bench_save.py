@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from operating_platform.dataset.dorobot_dataset import DoRobotDataset
-from operating_platform.dataset.finalize import commit_episode, prepare_episode
+from operating_platform.dataset.finalize import commit_episode, encode_episode, staging_dir_for
 from operating_platform.robots import SimRobotConfig, make_robot
 
 
@@ -33,9 +33,9 @@ def one_run(root: Path, frames: int, cameras: int) -> dict[str, float]:
         journal_s += time.perf_counter() - t
     started = time.perf_counter()
     journal = ds.close_episode(0)
-    prepared = prepare_episode(journal, ds.meta.private_dir / "staging" / journal.name, ds.video)
+    encoded_episode = encode_episode(journal, staging_dir_for(ds.meta, journal), ds.video)
     encoded = time.perf_counter()
-    commit_episode(prepared, ds.meta)
+    commit_episode(journal, encoded_episode, ds.meta)
     done = time.perf_counter()
     return {
         "add_frame_ms": journal_s / frames * 1e3,

@@ -45,9 +45,10 @@ def test_round_trip_across_segments(tmp_path: Path) -> None:
     rows = reader.read_rows()
     np.testing.assert_array_equal(rows.columns["action"], np.stack([_frame(i)["action"] for i in range(10)]))
     np.testing.assert_array_equal(rows.capture_times, 100.0 + np.arange(10))
-    frames = list(reader.iter_frames("observation.images.cam", 10))
-    assert [int(f[0, 0, 0]) for f in frames] == list(range(10))
-    assert int(reader.read_frame("observation.images.cam", 9)[3, 3, 1]) == 9
+    cursor = reader.cursor("observation.images.cam")
+    assert [int(cursor.read()[3, 3, 1]) for _ in range(10)] == list(range(10))
+    with pytest.raises(JournalError, match="frame 10"):
+        cursor.read()
     assert len(list((tmp_path / "j" / "observation.images.cam").iterdir())) == 3  # 4 + 4 + 2 frames
 
 
@@ -70,10 +71,11 @@ def test_corrupted_record_ends_the_trusted_part(tmp_path: Path) -> None:
     seg.write_bytes(bytes(data))
     reader = JournalReader(tmp_path / "j")
     assert reader.complete_frames() == 6
-    with pytest.raises(JournalError, match="6 of 8"):
-        list(reader.iter_frames("observation.images.cam", 8))
-    with pytest.raises(JournalError, match="damaged"):
-        reader.read_frame("observation.images.cam", 6)
+    cursor = reader.cursor("observation.images.cam")
+    for _ in range(6):
+        cursor.read()
+    with pytest.raises(JournalError, match="frame 6 is damaged"):
+        cursor.read()
 
 
 def test_frames_are_on_disk_before_close(tmp_path: Path) -> None:
@@ -84,6 +86,26 @@ def test_frames_are_on_disk_before_close(tmp_path: Path) -> None:
     assert reader.complete_frames() == 5
     writer.discard()
     assert not (tmp_path / "j").exists()
+
+
+def test_follow_yields_frames_as_they_are_written(tmp_path: Path) -> None:
+    writer = _write(tmp_path / "j", 3)
+    reader = JournalReader(tmp_path / "j")
+    follower = reader.follow(poll_s=0.001)
+    assert [next(follower) for _ in range(3)] == [0, 1, 2]
+    writer.append(_frame(3), 0.0)
+    assert next(follower) == 3
+    writer.append(_frame(4), 0.0)
+    writer.close(0)
+    assert list(follower) == [4]
+
+
+def test_follow_gives_up_when_no_longer_wanted(tmp_path: Path) -> None:
+    _write(tmp_path / "j", 2)
+    follower = JournalReader(tmp_path / "j").follow(poll_s=0.001, still_wanted=lambda: False)
+    assert [next(follower), next(follower)] == [0, 1]
+    with pytest.raises(JournalError, match="no longer wanted"):
+        next(follower)
 
 
 def test_unreadable_header_is_a_journal_error(tmp_path: Path) -> None:

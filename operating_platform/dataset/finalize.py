@@ -1,8 +1,9 @@
 """Finalize and commit: a closed episode journal becomes a published dataset episode.
 
-Two steps, so that the slow one can run ahead of the dataset's order:
-- `prepare_episode` does the slow work that does not depend on where the episode lands:
-  it encodes every camera from the journal into staging and computes the statistics.
+Two steps, so that the slow one can run ahead of the dataset's order, in another process:
+- `encode_episode` does the slow work that does not depend on where the episode lands:
+  it encodes every camera from the journal into staging and computes the image statistics,
+  while the episode is still being recorded if asked to follow it.
 - `commit_episode` takes the next episode index, writes the parquet, moves the files into
   place (temporary name, fsync, rename) and then publishes the metadata, info.json last.
 The journal is only deleted after the commit, so a failure at any point can start over from it.
@@ -11,6 +12,7 @@ The journal is only deleted after the commit, so a failure at any point can star
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,72 +25,70 @@ from operating_platform.dataset.features import arrow_schema, parquet_keys
 from operating_platform.dataset.fsutil import publish, temp_path
 from operating_platform.dataset.journal import JournalError, JournalReader
 from operating_platform.dataset.metadata import DoRobotDatasetMetadata, EpisodeRecord
-from operating_platform.dataset.stats import (
-    downsample,
-    image_stats,
-    numeric_stats,
-    sample_indices,
-    stats_to_json,
-)
+from operating_platform.dataset.stats import ImageStatsAccumulator, numeric_stats, stats_to_json
 from operating_platform.dataset.video import VideoEncoder, VideoSettings, probe_video_info
 
 
 @dataclass
-class PreparedEpisode:
-    """An episode whose videos are encoded in staging and whose user-feature stats are known."""
+class EncodedEpisode:
+    """An episode whose videos are encoded in staging and whose image statistics are known."""
 
-    journal: Path
-    staging: Path
     length: int
     task: str
-    fps: int
-    columns: dict[str, np.ndarray]
-    stats: dict[str, dict[str, np.ndarray]]
     videos: dict[str, Path] = field(default_factory=dict)
     video_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    image_stats: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
-def prepare_episode(journal_dir: Path, staging_dir: Path, video: VideoSettings) -> PreparedEpisode:
-    """Encode and analyse a closed journal; touches nothing in the published dataset."""
+def encode_episode(
+    journal_dir: Path,
+    staging_dir: Path,
+    video: VideoSettings,
+    follow: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+    still_wanted: Callable[[], bool] = lambda: True,
+) -> EncodedEpisode:
+    """Encode every camera of a journal into `staging_dir`; touches nothing in the dataset.
+
+    With `follow`, the journal may still be recording: frames are encoded as they are
+    captured and the call returns once the episode is closed and fully encoded.
+    """
     reader = JournalReader(journal_dir)
-    if reader.closed is None:
+    if not follow and reader.closed is None:
         raise JournalError(f"{journal_dir}: the episode was not closed")
-    rows = reader.read_rows()
-    length = int(reader.closed["frames"])
-    if rows.frames < length:
-        raise JournalError(f"{journal_dir}: {rows.frames} of {length} frames are intact")
-    columns = {k: v[:length] for k, v in rows.columns.items()}
-    stats = {k: numeric_stats(v) for k, v in columns.items()}
     if staging_dir.exists():
         shutil.rmtree(staging_dir)  # a previous attempt's leftovers; the journal is the truth
     staging_dir.mkdir(parents=True)
-    prepared = PreparedEpisode(journal_dir, staging_dir, length, reader.task, reader.fps, columns, stats)
-    for key in reader.video_keys:
-        path, samples = _encode_camera(reader, key, length, staging_dir / f"{key}.mp4", video)
-        prepared.videos[key] = path
-        prepared.stats[key] = image_stats(samples)
-        prepared.video_info[key] = probe_video_info(path)
-    return prepared
-
-
-def _encode_camera(
-    reader: JournalReader, key: str, length: int, path: Path, video: VideoSettings
-) -> tuple[Path, np.ndarray]:
-    """Encode one camera; returns the file and the frames sampled for its statistics."""
-    height, width, _ = reader.frame_shape(key)
-    wanted = set(sample_indices(length))
-    samples = []
-    encoder = VideoEncoder(path, width, height, reader.fps, video)
+    encoders: dict[str, VideoEncoder] = {}
+    cursors = {key: reader.cursor(key) for key in reader.video_keys}
+    accumulators = {key: ImageStatsAccumulator() for key in reader.video_keys}
     try:
-        for i, frame in enumerate(reader.iter_frames(key, length)):
-            encoder.encode(frame)
-            if i in wanted:
-                samples.append(downsample(frame).copy())
-        encoder.close()
+        for key in reader.video_keys:
+            height, width, _ = reader.frame_shape(key)
+            encoders[key] = VideoEncoder(staging_dir / f"{key}.mp4", width, height, reader.fps, video)
+        for i in reader.follow(still_wanted=still_wanted):
+            for key, encoder in encoders.items():
+                frame = cursors[key].read()
+                encoder.encode(frame)
+                accumulators[key].add(frame)
+            if on_progress is not None and i % 15 == 14:
+                on_progress(i + 1)
+        for encoder in encoders.values():
+            encoder.close()
     except BaseException:
-        encoder.abort()
+        for encoder in encoders.values():
+            encoder.abort()
         raise
-    return path, np.stack(samples)
+    finally:
+        for cursor in cursors.values():
+            cursor.close()
+    length = int(reader.closed["frames"])  # type: ignore[index] - follow() returns once closed
+    encoded = EncodedEpisode(length, reader.task)
+    for key, encoder in encoders.items():
+        encoded.videos[key] = encoder.path
+        encoded.video_info[key] = probe_video_info(encoder.path)
+        encoded.image_stats[key] = accumulators[key].stats(length)
+    return encoded
 
 
 def _default_columns(length: int, fps: int, episode_index: int, start: int, task_index: int) -> dict:
@@ -117,38 +117,50 @@ def _parquet_table(columns: dict[str, np.ndarray], features: dict[str, dict[str,
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def commit_episode(prepared: PreparedEpisode, meta: DoRobotDatasetMetadata) -> int:
-    """Publish a prepared episode as the dataset's next episode; returns its index."""
+def commit_episode(journal_dir: Path, encoded: EncodedEpisode, meta: DoRobotDatasetMetadata) -> int:
+    """Publish an encoded episode as the dataset's next episode; returns its index."""
+    rows = JournalReader(journal_dir).read_rows()
+    if rows.frames < encoded.length:
+        raise JournalError(f"{journal_dir}: {rows.frames} of {encoded.length} rows are intact")
+    vectors = {k: v[: encoded.length] for k, v in rows.columns.items()}
     episode_index = meta.total_episodes
-    task_index = meta.task_index(prepared.task)
-    defaults = _default_columns(prepared.length, meta.fps, episode_index, meta.total_frames, task_index)
-    columns = {**prepared.columns, **defaults}
+    task_index = meta.task_index(encoded.task)
+    defaults = _default_columns(encoded.length, meta.fps, episode_index, meta.total_frames, task_index)
+    columns = {**vectors, **defaults}
 
     data_path = meta.data_path(episode_index)
     data_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(data_path)
     pq.write_table(_parquet_table(columns, meta.features), tmp, compression="snappy")
     publish(tmp, data_path)
-    for key, staged in prepared.videos.items():
+    for key, staged in encoded.videos.items():
         final = meta.video_path(episode_index, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         publish(staged, final)
 
-    stats = {**prepared.stats, **{k: numeric_stats(v) for k, v in defaults.items()}}
+    stats = {**encoded.image_stats, **{k: numeric_stats(v) for k, v in columns.items()}}
     ordered = {k: stats[k] for k in meta.features}
     meta.commit_episode(
         EpisodeRecord(
-            episode_index, prepared.length, [prepared.task], stats_to_json(ordered), prepared.video_info
+            episode_index, encoded.length, [encoded.task], stats_to_json(ordered), encoded.video_info
         )
     )
     return episode_index
 
 
-def finalize_journal(journal_dir: Path, meta: DoRobotDatasetMetadata, video: VideoSettings) -> int:
-    """Prepare and commit one closed journal, then delete it; returns the episode index."""
-    staging = meta.private_dir / "staging" / journal_dir.name
-    prepared = prepare_episode(journal_dir, staging, video)
-    episode_index = commit_episode(prepared, meta)
-    shutil.rmtree(staging, ignore_errors=True)
+def staging_dir_for(meta: DoRobotDatasetMetadata, journal_dir: Path) -> Path:
+    return meta.private_dir / "staging" / journal_dir.name
+
+
+def discard_journal(meta: DoRobotDatasetMetadata, journal_dir: Path) -> None:
+    """Remove a journal and its staging once its episode is committed (or discarded)."""
+    shutil.rmtree(staging_dir_for(meta, journal_dir), ignore_errors=True)
     shutil.rmtree(journal_dir, ignore_errors=True)
+
+
+def finalize_journal(journal_dir: Path, meta: DoRobotDatasetMetadata, video: VideoSettings) -> int:
+    """Encode and commit one closed journal, then delete it; returns the episode index."""
+    encoded = encode_episode(journal_dir, staging_dir_for(meta, journal_dir), video)
+    episode_index = commit_episode(journal_dir, encoded, meta)
+    discard_journal(meta, journal_dir)
     return episode_index

@@ -22,23 +22,30 @@ def temp_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.tmp")
 
 
-def publish(tmp: Path, final: Path) -> None:
-    """fsync `tmp`, rename it over `final`, fsync the directory: `final` is old or new, never torn."""
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+def publish(tmp: Path, final: Path, durable: bool = True) -> None:
+    """Rename `tmp` over `final`, so `final` is old or new, never torn.
+
+    `durable` also fsyncs the file before and the directory after, so the result survives a
+    power cut, not only a killed process; it costs milliseconds.
+    """
+    if durable:
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
     os.replace(tmp, final)
-    fsync_dir(final.parent)
+    if durable:
+        fsync_dir(final.parent)
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
     tmp = temp_path(path)
     with open(tmp, "wb") as f:
         f.write(data)
-    publish(tmp, path)
+    publish(tmp, path, durable)
 
 
-def write_json_atomic(path: Path, obj: Any, indent: int | None = 4) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=indent, ensure_ascii=False)).encode("utf-8"))
+def write_json_atomic(path: Path, obj: Any, indent: int | None = 4, durable: bool = True) -> None:
+    data = json.dumps(obj, indent=indent, ensure_ascii=False).encode("utf-8")
+    write_bytes_atomic(path, data, durable)
 
 
 def append_lines_durable(path: Path, lines: list[str]) -> None:

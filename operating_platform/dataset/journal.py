@@ -21,13 +21,14 @@ the same frame, so the row count is the number of complete frames.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,9 @@ class JournalWriter:
         closed = {"episode_index": episode_index, "frames": self.frames, "closed_unix": time.time()}
         if task is not None:
             closed["task"] = task
-        write_json_atomic(self.path / CLOSED_FILE, closed)
+        # Not fsynced: ending an episode must return in milliseconds, and like the frames
+        # themselves this survives a killed process; durability comes when it is published.
+        write_json_atomic(self.path / CLOSED_FILE, closed, durable=False)
         return self.path
 
     def discard(self) -> None:
@@ -224,35 +227,51 @@ class JournalReader:
     def _segments(self, video_key: str) -> list[Path]:
         return sorted((self.path / video_key).glob("seg_*.raw"))
 
-    def iter_frames(self, video_key: str, count: int) -> Iterator[np.ndarray]:
-        """Yield the first `count` frames of a camera in order; raise if fewer are intact."""
-        shape = self.frame_shape(video_key)
-        size = int(np.prod(shape))
-        expected = 0
-        for seg in self._segments(video_key):
-            for index, payload in _scan_records(seg, size):
-                if expected >= count:
-                    return
-                if index != expected:
-                    raise JournalError(f"{seg}: frame {index} found where {expected} was expected")
-                yield np.frombuffer(payload, dtype=np.uint8).reshape(shape)
-                expected += 1
-        if expected < count:
-            raise JournalError(f"{self.path / video_key}: only {expected} of {count} frames are intact")
+    def _row_record_size(self) -> int:
+        return _RECORD.size + sum(dt.itemsize * n for _, dt, n in self._row_layout()) + 8
 
-    def read_frame(self, video_key: str, index: int) -> np.ndarray:
-        """Random access to one frame (used to sample frames for statistics)."""
-        shape = self.frame_shape(video_key)
-        size = int(np.prod(shape))
-        seg = self.path / video_key / f"seg_{index // self.segment_frames:06d}.raw"
-        with open(seg, "rb") as f:
-            f.seek((index % self.segment_frames) * (_RECORD.size + size))
-            blob = f.read(_RECORD.size + size)
-        magic, found, length, crc = _RECORD.unpack_from(blob) if len(blob) >= _RECORD.size else (b"", 0, 0, 0)
-        payload = memoryview(blob)[_RECORD.size :]
-        if magic != MAGIC or found != index or length != size or zlib.crc32(payload) != crc:
-            raise JournalError(f"{seg}: frame {index} is damaged")
-        return np.frombuffer(payload, dtype=np.uint8).reshape(shape)
+    def written_rows(self) -> int:
+        """Frames whose row record is fully written, for a journal that may still be growing.
+
+        The file size only grows past bytes already copied, and a frame's camera records are
+        written before its row, so every camera frame below this count is complete.
+        """
+        try:
+            return (self.path / ROWS_FILE).stat().st_size // self._row_record_size()
+        except FileNotFoundError:
+            raise JournalError(f"{self.path}: the journal is gone (discarded?)") from None
+
+    def refresh_closed(self) -> dict[str, Any] | None:
+        if self.closed is None:
+            with contextlib.suppress(FileNotFoundError):
+                self.closed = json.loads((self.path / CLOSED_FILE).read_text(encoding="utf-8"))
+        return self.closed
+
+    def follow(self, poll_s: float = 0.02, still_wanted: Callable[[], bool] = lambda: True) -> Iterator[int]:
+        """Yield frame indices as they become complete, until the journal is closed and all are yielded.
+
+        Used to encode an episode while it is being recorded. `still_wanted` is polled while
+        waiting, so a follower can give up (its parent died, the episode was discarded).
+        """
+        done = 0
+        while True:
+            closed = self.refresh_closed()
+            available = self.written_rows()
+            if closed is not None:
+                available = min(available, int(closed["frames"]))
+            while done < available:
+                yield done
+                done += 1
+            if closed is not None:
+                if done < int(closed["frames"]):
+                    raise JournalError(f"{self.path}: only {done} of {closed['frames']} frames are intact")
+                return
+            if not still_wanted():
+                raise JournalError(f"{self.path}: no longer wanted")
+            time.sleep(poll_s)
+
+    def cursor(self, video_key: str) -> FrameCursor:
+        return FrameCursor(self, video_key)
 
     def complete_frames(self) -> int:
         """Frames whose row and every camera image are intact: what can be published."""
@@ -261,6 +280,44 @@ class JournalReader:
             size = int(np.prod(self.frame_shape(key)))
             count = min(count, sum(1 for seg in self._segments(key) for _ in _scan_records(seg, size)))
         return count
+
+
+class FrameCursor:
+    """Reads one camera's frames in order, keeping the current segment open."""
+
+    def __init__(self, reader: JournalReader, video_key: str) -> None:
+        self.dir = reader.path / video_key
+        self.shape = reader.frame_shape(video_key)
+        self.size = int(np.prod(self.shape))
+        self.segment_frames = reader.segment_frames
+        self.next = 0
+        self._file: Any = None
+
+    def read(self) -> np.ndarray:
+        """The next frame; raises `JournalError` if it is missing or damaged."""
+        index = self.next
+        if index % self.segment_frames == 0 or self._file is None:
+            self.close()
+            seg = self.dir / f"seg_{index // self.segment_frames:06d}.raw"
+            try:
+                self._file = open(seg, "rb")  # noqa: SIM115 - kept open across calls
+            except FileNotFoundError:
+                raise JournalError(f"{seg}: missing (frame {index})") from None
+            self._file.seek((index % self.segment_frames) * (_RECORD.size + self.size))
+        blob = self._file.read(_RECORD.size + self.size)
+        if len(blob) < _RECORD.size + self.size:
+            raise JournalError(f"{self.dir}: frame {index} is incomplete")
+        magic, found, length, crc = _RECORD.unpack_from(blob)
+        payload = memoryview(blob)[_RECORD.size :]
+        if magic != MAGIC or found != index or length != self.size or zlib.crc32(payload) != crc:
+            raise JournalError(f"{self.dir}: frame {index} is damaged")
+        self.next += 1
+        return np.frombuffer(payload, dtype=np.uint8).reshape(self.shape)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def new_journal_id() -> str:

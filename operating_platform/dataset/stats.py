@@ -7,12 +7,9 @@ frames, each subsampled by an integer stride, reduced per channel and scaled to 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from operating_platform.dataset.features import VISUAL_DTYPES
 
 
 def sample_indices(length: int) -> list[int]:
@@ -45,32 +42,51 @@ def numeric_stats(values: np.ndarray) -> dict[str, np.ndarray]:
     return _reduce(values, axis=0, keepdims=values.ndim == 1)
 
 
-def image_stats(samples: np.ndarray) -> dict[str, np.ndarray]:
-    """Stats of sampled (N, h, w, 3) uint8 frames, per channel, in [0, 1], shaped (3, 1, 1)."""
-    stats = _reduce(samples, axis=(0, 1, 2), keepdims=False)
-    return {k: v if k == "count" else (v.reshape(3, 1, 1) / 255.0) for k, v in stats.items()}
+_CHANNEL_OFFSETS = np.array([0, 256, 512], dtype=np.uint16)
+_LEVELS = np.arange(256, dtype=np.int64)
 
 
-def episode_stats(
-    columns: dict[str, np.ndarray],
-    features: dict[str, dict[str, Any]],
-    read_frame: Callable[[str, int], np.ndarray],
-    length: int,
-) -> dict[str, dict[str, np.ndarray]]:
-    """Stats for every feature, in `features` order.
+class ImageStatsAccumulator:
+    """Image statistics of a stream of frames whose length is known only at its end.
 
-    `columns` holds every non-camera feature (defaults included) as arrays over time;
-    `read_frame(key, i)` returns frame i of camera `key`.
+    Which frames LeRobot samples depends on the episode's length, so each frame leaves behind
+    a few exact integers per channel (min, max, sum, sum of squares of its subsampled pixels),
+    96 bytes, and `stats(length)` combines the sampled ones. The result equals a direct
+    computation over the sampled frames, without holding any of them.
     """
-    result: dict[str, dict[str, np.ndarray]] = {}
-    indices = sample_indices(length)
-    for key, ft in features.items():
-        if ft["dtype"] in VISUAL_DTYPES:
-            samples = np.stack([downsample(read_frame(key, i)) for i in indices])
-            result[key] = image_stats(samples)
-        else:
-            result[key] = numeric_stats(columns[key])
-    return result
+
+    def __init__(self) -> None:
+        self._per_frame: list[np.ndarray] = []
+        self._pixels = 0
+
+    def add(self, frame: np.ndarray) -> None:
+        small = downsample(frame)
+        # One histogram per channel (a single bincount over channel-offset values) gives all
+        # four numbers exactly, several times faster than reducing the pixels four times.
+        hist = np.bincount((small + _CHANNEL_OFFSETS).reshape(-1), minlength=768).reshape(3, 256)
+        present = hist > 0
+        self._pixels = small.shape[0] * small.shape[1]
+        self._per_frame.append(
+            np.stack([present.argmax(1), 255 - present[:, ::-1].argmax(1), hist @ _LEVELS, hist @ _LEVELS**2])
+        )
+
+    def __len__(self) -> int:
+        return len(self._per_frame)
+
+    def stats(self, length: int) -> dict[str, np.ndarray]:
+        picked = np.stack([self._per_frame[i] for i in sample_indices(length)])
+        n = self._pixels * len(picked)
+        mean = picked[:, 2].sum(0) / n
+        variance = np.maximum(picked[:, 3].sum(0) / n - mean**2, 0.0)
+        stats = {
+            "min": picked[:, 0].min(0).astype(np.float64),
+            "max": picked[:, 1].max(0).astype(np.float64),
+            "mean": mean,
+            "std": np.sqrt(variance),
+        }
+        result = {k: v.reshape(3, 1, 1) / 255.0 for k, v in stats.items()}
+        result["count"] = np.array([len(picked)])
+        return result
 
 
 def stats_to_json(stats: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, Any]]:

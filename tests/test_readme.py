@@ -38,8 +38,8 @@ def test_own_robot_example_records(tmp_path: Path) -> None:
     assert "observation.images.front" in (root / "meta/info.json").read_text()
 
 
-def test_python_example_records_one_episode(tmp_path: Path) -> None:
-    script = _python_block("import time") + "\nassert index == 0, index\n"
+def test_python_example_records_two_episodes(tmp_path: Path) -> None:
+    script = _python_block("import time")
     proc = subprocess.run(
         [sys.executable, "-c", script],
         cwd=tmp_path,
@@ -49,4 +49,5 @@ def test_python_example_records_one_episode(tmp_path: Path) -> None:
         env=os.environ,
     )
     assert proc.returncode == 0, proc.stderr
-    assert_valid(tmp_path / "pick", episodes=1)
+    assert proc.stdout.splitlines()[-1] == "0 2"
+    assert_valid(tmp_path / "pick", episodes=2)

@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Sequence
 
-from rich.console import Console
-
+from operating_platform.core.async_episode_saver import SaverStatus
 from operating_platform.core.configs import ControlPipelineConfig, parse_config
+from operating_platform.core.logs import session_logging
 from operating_platform.core.record import Record
 from operating_platform.core.record_config import ConfigError
 from operating_platform.dataset.dorobot_dataset import DatasetError
@@ -20,12 +21,11 @@ from operating_platform.robots import make_robot
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+log = logging.getLogger("operating_platform.main")
 
 
 def _error(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    print(f"error: {message}", file=sys.stderr, flush=True)
 
 
 def _wait_for_capture(record: Record) -> None:
@@ -35,15 +35,28 @@ def _wait_for_capture(record: Record) -> None:
 
 
 def _save(record: Record) -> None:
-    started = time.perf_counter()
-    record.pause()  # so that the count below is the episode's final length
-    frames = record.episode_frames
-    index = record.save()
-    if index is None:
-        console.print("Nothing captured in this episode; nothing saved.")
-    else:
-        elapsed = time.perf_counter() - started
-        console.print(f"[green]✓[/] Saved episode {index} ({frames} frames) in {elapsed:.2f}s")
+    meta = record.save()
+    if not meta.frames:
+        log.info("Nothing captured in this episode; nothing saved.")
+    elif not meta.queued:
+        log.info(
+            f"✓ Saved episode {meta.episode_index} ({meta.frames} frames) in {meta.elapsed_ms / 1e3:.2f}s"
+        )
+
+
+class _SaveProgress:
+    """Reports the saves still pending at exit, every couple of seconds."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+
+    def __call__(self, status: SaverStatus) -> None:
+        if time.monotonic() - self._last < 2.0:
+            return
+        self._last = time.monotonic()
+        busy = [p for p in status.episodes if p.state.value in ("pending", "encoding")]
+        parts = [f"episode {p.expected_index} {p.encoded_frames}/{p.frames} frames encoded" for p in busy]
+        log.info(f"[Record] Saving: {'; '.join(parts)}")
 
 
 def record_session(cfg: ControlPipelineConfig) -> int:
@@ -51,33 +64,42 @@ def record_session(cfg: ControlPipelineConfig) -> int:
     rc = cfg.record
     robot = make_robot(cfg.robot)
     record = Record(fps=rc.fps, robot=robot, record_cfg=rc)
-    console.print(f"Dataset: {record.dataset.root} ({record.dataset.meta.total_episodes} episodes already)")
-    robot.connect()
+    with session_logging(record.dataset.meta.private_dir / "logs"):
+        log.info(f"Dataset: {record.dataset.root} ({record.dataset.meta.total_episodes} episodes already)")
+        return _record_episodes(record, rc.num_episodes, rc.episode_time_s, rc.reset_time_s)
+
+
+def _record_episodes(record: Record, episodes: int, episode_time_s: float, reset_time_s: float) -> int:
+    code = EXIT_OK
+    record.robot.connect()
     try:
-        for n in range(rc.num_episodes):
-            index = record.next_episode_index
-            console.print(f"Recording episode {index} ({n + 1}/{rc.num_episodes}, {rc.episode_time_s:g} s)")
-            record.start(max_frames=max(1, round(rc.episode_time_s * rc.fps)))
+        for n in range(episodes):
+            log.info(
+                f"Recording episode {record.next_episode_index} ({n + 1}/{episodes}, {episode_time_s:g} s)"
+            )
+            record.start(max_frames=max(1, round(episode_time_s * record.fps)))
             _wait_for_capture(record)
             _save(record)
             if record.error is not None:
-                _error(f"{record.error}; recording stopped, the frames before it were saved")
-                return EXIT_FAILED
-            if n + 1 < rc.num_episodes and rc.reset_time_s > 0:
-                console.print(f"Reset the scene ({rc.reset_time_s:g} s)")
-                time.sleep(rc.reset_time_s)
+                _error(f"{record.error}; recording stopped, the frames before it are saved")
+                code = EXIT_FAILED
+                break
+            if n + 1 < episodes and reset_time_s > 0:
+                log.info(f"Reset the scene ({reset_time_s:g} s)")
+                time.sleep(reset_time_s)
     except KeyboardInterrupt:
-        record.pause()
         if record.episode_frames:
             _save(record)
-        console.print("Interrupted; every episode captured so far is saved.")
-        return EXIT_INTERRUPTED
+        log.info("Interrupted: finishing the saves of every episode captured so far.")
+        code = EXIT_INTERRUPTED
     finally:
-        record.stop()
-        robot.disconnect()
+        stats = record.stop(on_progress=_SaveProgress())
+        record.robot.disconnect()
     meta = record.dataset.meta
-    console.print(f"Done: {meta.total_episodes} episodes, {meta.total_frames} frames in {meta.root}")
-    return EXIT_OK
+    log.info(f"Done: {meta.total_episodes} episodes, {meta.total_frames} frames in {meta.root}")
+    if stats is not None and stats.failed and code == EXIT_OK:
+        code = EXIT_FAILED
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,21 +2,33 @@
 
 Capture runs on its own thread at a fixed rate. Each tick reads the robot and hands the frame
 to the dataset's journal, which writes it before the tick ends; nothing slow ever runs there.
+Ending an episode only closes its journal and hands it to the `AsyncEpisodeSaver`.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from operating_platform.core.async_episode_saver import (
+    AsyncEpisodeSaver,
+    EpisodeMetadata,
+    SaverStatus,
+    SaveStats,
+)
 from operating_platform.core.record_config import ConfigError, RecordConfig
 from operating_platform.dataset.dorobot_dataset import DoRobotDataset
 from operating_platform.robots.base import Robot
 
-__all__ = ["CaptureStats", "ConfigError", "Record", "RecordConfig"]
+__all__ = ["CaptureStats", "ConfigError", "EpisodeMetadata", "Record", "RecordConfig"]
+
+log = logging.getLogger("operating_platform.record")
 
 
 @dataclass
@@ -41,10 +53,12 @@ class CaptureStats:
 class Record:
     """Records episodes from `robot` into a dataset at `fps`.
 
-    `start()` begins (or continues) capturing the current episode; `save()` ends it and commits
-    it; `discard()` drops it so its index is used again; `stop()` ends the session. A frame the
-    dataset refuses, or a failing robot, stops capture: `error` then holds the cause, and every
-    frame before it is still in the episode.
+    `start()` begins (or continues) capturing the current episode; `save()` ends it and hands it
+    to the background saver, returning in milliseconds (`save_sync()`, or
+    `use_async_save=false`, commits it before returning instead); `discard()` drops it so its
+    index is used again; `stop()` waits for every pending save. A frame the dataset refuses, or
+    a failing robot, stops capture: `error` then holds the cause, and every frame before it is
+    still in the episode.
     """
 
     def __init__(
@@ -67,19 +81,30 @@ class Record:
                 resume=record_cfg.resume,
             )
         self.dataset = dataset
+        self.async_saver: AsyncEpisodeSaver | None = None
+        if record_cfg.use_async_save:
+            self.async_saver = AsyncEpisodeSaver(
+                dataset.meta,
+                dataset.video,
+                queue_size=record_cfg.async_save_queue_size,
+                max_retries=record_cfg.async_save_max_retries,
+            )
         self._skip_keys = [k for k in robot.features if k not in dataset.features]
         self.task = record_cfg.single_task
         self.stats = CaptureStats(fps)
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        self._max_frames: int | None = None
         self._stop_capture = threading.Event()
+        # Held by the capture thread only while it writes a frame, so ending an episode waits
+        # for at most one journal write, never for a robot read.
+        self._episode_lock = threading.Lock()
+        self._max_frames: int | None = None
 
     # -- capture ------------------------------------------------------------------------------
 
     @property
     def capturing(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread is not None and self._thread.is_alive() and not self._stop_capture.is_set()
 
     @property
     def episode_frames(self) -> int:
@@ -87,6 +112,10 @@ class Record:
 
     @property
     def next_episode_index(self) -> int:
+        """The index the episode being recorded (or the next one) will get."""
+        if self.async_saver is not None:
+            index = self.async_saver.next_index()
+            return index - 1 if self.dataset.episode_journal is not None else index
         return self.dataset.meta.total_episodes
 
     def start(self, max_frames: int | None = None) -> None:
@@ -97,10 +126,14 @@ class Record:
         """
         if self.capturing:
             return
+        self._join_capture()
         if self.error is not None:
             raise RuntimeError(f"capture stopped after an error: {self.error}")
-        if self.dataset.num_frames_in_episode == 0:
+        if self.dataset.episode_journal is None:
             self.stats = CaptureStats(self.fps)
+            journal = self.dataset.open_episode(self.task)
+            if self.async_saver is not None:
+                self.async_saver.begin(journal)
         self._stop_capture.clear()
         self._max_frames = max_frames
         self._thread = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
@@ -109,6 +142,9 @@ class Record:
     def pause(self) -> None:
         """Stop the capture clock; the episode stays open and `start()` continues it."""
         self._stop_capture.set()
+        self._join_capture()
+
+    def _join_capture(self) -> None:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -120,13 +156,12 @@ class Record:
             while not self._stop_capture.is_set():
                 now = time.perf_counter()
                 if now < next_tick:
-                    # Wake on the stop event too, so pausing never waits a whole tick.
+                    # Wake on the stop event too, so ending an episode never waits a whole tick.
                     if self._stop_capture.wait(next_tick - now):
                         break
                     now = time.perf_counter()
                 self.stats.lateness_s.append(now - next_tick)
-                self._tick()
-                if self._max_frames is not None and self.episode_frames >= self._max_frames:
+                if not self._tick():
                     break
                 next_tick += period
                 behind = time.perf_counter() - next_tick
@@ -139,28 +174,90 @@ class Record:
         except BaseException as exc:
             self.error = exc
 
-    def _tick(self) -> None:
+    def _tick(self) -> bool:
+        """Capture and journal one frame; False once the episode is complete or ended."""
         frame = self.robot.capture()
         for key in self._skip_keys:
             frame.pop(key, None)
-        self.dataset.add_frame(frame, self.task, capture_time=time.time())
+        with self._episode_lock:
+            if self._stop_capture.is_set():
+                return False  # read after the operator ended the episode: not part of it
+            frames = self.dataset.add_frame(frame, self.task, capture_time=time.time()) + 1
+        return self._max_frames is None or frames < self._max_frames
 
     # -- ending episodes --------------------------------------------------------------------------
 
-    def save(self) -> int | None:
-        """End the current episode and commit it; returns its index (None if it had no frames)."""
+    def save(self) -> EpisodeMetadata:
+        """End the current episode and save it, in the background unless `use_async_save=false`."""
+        if self.async_saver is not None:
+            return self.save_async()
         return self.save_sync()
 
-    def save_sync(self) -> int | None:
+    def _end_episode(self, index: int) -> tuple[Path | None, Path | None, int]:
+        """Stop capture and close the journal without waiting for the capture thread.
+
+        Returns (journal it was recording, closed journal or None if empty, frames).
+        """
+        with self._episode_lock:
+            self._stop_capture.set()
+            journal = self.dataset.episode_journal
+            frames = self.dataset.num_frames_in_episode
+            closed = self.dataset.close_episode(index)
+        return journal, closed, frames
+
+    def save_async(self) -> EpisodeMetadata:
+        """End the current episode and queue it; returns at once with where it stands."""
+        if self.async_saver is None:
+            raise RuntimeError("save_async() needs use_async_save=true")
+        started = time.perf_counter()
+        index = self.next_episode_index
+        journal, closed, frames = self._end_episode(index)
+        if closed is None:
+            if journal is not None:
+                self.async_saver.abandon(journal)
+            return EpisodeMetadata(index, 0, 0, False, (time.perf_counter() - started) * 1e3)
+        return self.async_saver.queue(closed, frames, started=started)
+
+    def save_sync(self) -> EpisodeMetadata:
         """End the current episode and commit it completely before returning."""
+        if self.async_saver is not None:
+            # Episodes commit in order: going through the saver keeps it, and waits for them all.
+            meta = self.save_async()
+            self.async_saver.wait_all(float("inf"))
+            return EpisodeMetadata(meta.episode_index, 0, meta.frames, False, meta.elapsed_ms)
+        started = time.perf_counter()
         self.pause()
-        return self.dataset.save_episode()
+        frames = self.dataset.num_frames_in_episode
+        index = self.dataset.save_episode()
+        elapsed_ms = (time.perf_counter() - started) * 1e3
+        if index is None:
+            index = self.dataset.meta.total_episodes
+        return EpisodeMetadata(index, 0, frames, False, elapsed_ms)
 
     def discard(self) -> int:
-        """Drop the current episode; returns the number of frames dropped."""
-        self.pause()
-        return self.dataset.discard_episode()
+        """Drop the current episode; returns the number of frames dropped. Its index is reused."""
+        with self._episode_lock:
+            self._stop_capture.set()
+            journal = self.dataset.episode_journal
+            dropped = self.dataset.discard_episode()
+        if journal is not None and self.async_saver is not None:
+            self.async_saver.abandon(journal)
+        return dropped
 
-    def stop(self) -> None:
-        """Stop capturing. An episode still open is kept in its journal, not committed."""
+    def status(self) -> SaverStatus | None:
+        return self.async_saver.status() if self.async_saver is not None else None
+
+    def stop(self, on_progress: Callable[[SaverStatus], None] | None = None) -> SaveStats | None:
+        """Stop capturing and wait (up to `async_save_timeout_s`) until every queued episode is saved.
+
+        An episode still open is not saved: it stays in its journal, where nothing is lost.
+        """
         self.pause()
+        journal = self.dataset.episode_journal
+        if journal is not None and self.episode_frames:
+            log.warning(f"[Record] The episode in progress was not saved; its frames are kept in {journal}")
+        if journal is not None and self.async_saver is not None:
+            self.async_saver.abandon(journal)
+        if self.async_saver is None:
+            return None
+        return self.async_saver.stop(self.cfg.async_save_timeout_s, on_progress)

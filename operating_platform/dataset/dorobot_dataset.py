@@ -73,11 +73,23 @@ class DoRobotDataset:
     def num_frames_in_episode(self) -> int:
         return self._journal.frames if self._journal else 0
 
+    @property
+    def episode_journal(self) -> Path | None:
+        """The journal of the episode being recorded, if one is open."""
+        return self._journal.path if self._journal else None
+
+    def open_episode(self, task: str) -> Path:
+        """Open the journal of a new episode (done by the first `add_frame` otherwise)."""
+        if self._journal is None:
+            self._journal = JournalWriter(self.journal_dir / new_journal_id(), self.features, self.fps, task)
+        return self._journal.path
+
     def add_frame(self, frame: dict[str, np.ndarray], task: str, capture_time: float | None = None) -> int:
         """Validate and journal one frame of the current episode; returns its frame index."""
         validate_frame(frame, self.features)
         if self._journal is None:
-            self._journal = JournalWriter(self.journal_dir / new_journal_id(), self.features, self.fps, task)
+            self.open_episode(task)
+        assert self._journal is not None
         if capture_time is None:
             capture_time = self._journal.frames / self.fps
         return self._journal.append(frame, capture_time)

@@ -1,0 +1,406 @@
+"""`AsyncEpisodeSaver`: episodes are saved in the background while the operator goes on.
+
+Ending an episode hands its closed journal to the saver and returns at once. An encoder process
+(encode_worker.py) turns journals into videos, following the episode being recorded so that
+little is left when it ends; this module's thread commits the results in recording order, so
+indices never have gaps. A failed encode is retried from the untouched journal with backoff;
+an episode that keeps failing is set aside whole under `.dorobot/failed/` and the episodes
+after it take its place in the order. A full queue makes `queue()` wait; it never drops.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from operating_platform.dataset.encode_worker import EncodeJob, EncodeWorker
+from operating_platform.dataset.finalize import (
+    EncodedEpisode,
+    commit_episode,
+    discard_journal,
+    staging_dir_for,
+)
+from operating_platform.dataset.metadata import DoRobotDatasetMetadata
+from operating_platform.dataset.video import VideoSettings
+
+log = logging.getLogger("operating_platform.saver")
+PREFIX = "[AsyncEpisodeSaver]"
+
+
+class EpisodeState(str, enum.Enum):
+    RECORDING = "recording"
+    PENDING = "pending"
+    ENCODING = "encoding"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class EpisodeMetadata:
+    """What `save()` returns at once: where the episode stands in the saving queue."""
+
+    episode_index: int  # the index it will get (lower if an earlier episode is set aside)
+    queue_position: int  # 1 = next to be committed
+    frames: int
+    queued: bool
+    elapsed_ms: float = 0.0
+
+
+@dataclass
+class EpisodeSaveTask:
+    """One episode on its way from journal to dataset."""
+
+    journal: Path
+    expected_index: int
+    frames: int = 0
+    state: EpisodeState = EpisodeState.RECORDING
+    attempts: int = 0
+    encoded_frames: int = 0
+    retry_at: float = 0.0
+    queued_at: float | None = None
+    episode_index: int | None = None
+    error: str | None = None
+    encoded: EncodedEpisode | None = field(default=None, repr=False)
+    job_id: int | None = None
+    announced: bool = False
+
+
+@dataclass(frozen=True)
+class EpisodeProgress:
+    expected_index: int
+    state: EpisodeState
+    frames: int
+    encoded_frames: int
+    episode_index: int | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class SaverStatus:
+    """A snapshot of the saver, cheap enough to take on every status-line refresh."""
+
+    pending: int
+    encoding: int
+    completed: int
+    failed: int
+    episodes: list[EpisodeProgress]
+
+
+@dataclass(frozen=True)
+class SaveStats:
+    queued: int
+    completed: int
+    failed: int
+
+    def __str__(self) -> str:
+        return f"Save stats: queued={self.queued} completed={self.completed} failed={self.failed}"
+
+
+class AsyncEpisodeSaver:
+    """Saves closed episode journals into the dataset in the background, in order.
+
+    Promises: `queue()` returns without encoding anything (it waits only when
+    `queue_size` episodes are already waiting); every queued episode ends up either committed
+    with the next index or set aside whole in `.dorobot/failed/` with its cause; nothing is
+    dropped. `status()` never blocks on saving work.
+    """
+
+    def __init__(
+        self,
+        meta: DoRobotDatasetMetadata,
+        video: VideoSettings,
+        queue_size: int = 10,
+        max_retries: int = 3,
+        worker: EncodeWorker | None = None,
+    ) -> None:
+        self.meta = meta
+        self.video = video
+        self.queue_size = queue_size
+        self.max_retries = max_retries
+        self._worker = worker or EncodeWorker()
+        self._order: list[EpisodeSaveTask] = []  # not yet committed or set aside, in recording order
+        self._done: list[EpisodeSaveTask] = []
+        self._in_flight: EpisodeSaveTask | None = None
+        self._next_job = 0
+        self._queued = 0
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+
+    # -- called by the recorder -----------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._worker.start()
+        self._thread = threading.Thread(target=self._loop, name="async-episode-saver", daemon=True)
+        self._thread.start()
+
+    def begin(self, journal: Path) -> None:
+        """A new episode is being recorded into `journal`; its encoding may start right away."""
+        self.start()
+        with self._changed:
+            self._order.append(EpisodeSaveTask(journal, self._next_index_locked()))
+            self._changed.notify_all()
+
+    def queue(self, journal: Path, frames: int, started: float | None = None) -> EpisodeMetadata:
+        """The episode in `journal` is closed with `frames` frames: save it. Never drops it."""
+        with self._changed:
+            task = self._task(journal)
+            task.state = EpisodeState.PENDING
+            task.frames = frames
+            task.queued_at = time.monotonic()
+            self._queued += 1
+            if self._waiting_count() > self.queue_size:
+                log.warning(
+                    f"{PREFIX} Save queue full ({self.queue_size} episodes waiting): waiting for a free "
+                    f"slot; episode {task.expected_index} is safe in its journal"
+                )
+                self._changed.wait_for(lambda: self._waiting_count() <= self.queue_size)
+            position = [t for t in self._order if t.state != EpisodeState.RECORDING].index(task) + 1
+            index = task.expected_index = self._index_of(task)
+            elapsed_ms = (time.perf_counter() - started) * 1e3 if started is not None else 0.0
+            log.info(
+                f"{PREFIX} ✓ Queued episode {index} "
+                f"(queue_pos={position}, frames={frames}, elapsed={elapsed_ms:.1f}ms)"
+            )
+            self._announce(task)
+            self._changed.notify_all()
+        return EpisodeMetadata(index, position, frames, True, elapsed_ms)
+
+    def abandon(self, journal: Path) -> None:
+        """The episode in `journal` was discarded (or is left for recovery): forget it."""
+        with self._changed:
+            self._order = [t for t in self._order if t.journal != journal]
+            self._changed.notify_all()
+
+    def next_index(self) -> int:
+        """The index the next episode to begin will get."""
+        with self._changed:
+            return self._next_index_locked()
+
+    def status(self) -> SaverStatus:
+        with self._changed:
+            tasks = [*self._done, *self._order]
+            progress = [
+                EpisodeProgress(
+                    t.expected_index, t.state, t.frames, t.encoded_frames, t.episode_index, t.error
+                )
+                for t in tasks
+            ]
+        counts = {s: sum(1 for p in progress if p.state == s) for s in EpisodeState}
+        return SaverStatus(
+            counts[EpisodeState.PENDING],
+            counts[EpisodeState.ENCODING],
+            counts[EpisodeState.COMPLETED],
+            counts[EpisodeState.FAILED],
+            progress,
+        )
+
+    @property
+    def stats(self) -> SaveStats:
+        status = self.status()
+        return SaveStats(self._queued, status.completed, status.failed)
+
+    def wait_all(self, timeout: float, on_progress: Callable[[SaverStatus], None] | None = None) -> bool:
+        """Wait until every queued episode is committed or set aside; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._changed:
+                busy = any(t.state != EpisodeState.RECORDING for t in self._order)
+                if not busy:
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(min(remaining, 0.2))
+            if on_progress is not None:
+                on_progress(self.status())
+
+    def stop(self, timeout: float, on_progress: Callable[[SaverStatus], None] | None = None) -> SaveStats:
+        """Wait for pending saves (up to `timeout` s), then shut the encoder down."""
+        if self._thread is None:
+            return self.stats
+        started = time.monotonic()
+        pending = sum(1 for t in self._order if t.state != EpisodeState.RECORDING)
+        if pending:
+            log.info(f"[Record] Waiting for {pending} pending saves...")
+        finished = self.wait_all(timeout, on_progress)
+        if pending and finished:
+            log.info(f"{PREFIX} All saves completed in {time.monotonic() - started:.2f}s")
+        with self._changed:
+            left = [t for t in self._order if t.state != EpisodeState.RECORDING]
+            self._closing = True
+            self._changed.notify_all()
+        self._thread.join()
+        self._thread = None
+        self._worker.stop()
+        if left:
+            log.error(
+                f"{PREFIX} {len(left)} episode(s) not saved within {timeout:g}s; their journals are kept in "
+                f"{self.meta.private_dir / 'journal'} and nothing is lost"
+            )
+        stats = self.stats
+        log.info(str(stats))
+        return stats
+
+    # -- bookkeeping (caller holds self._changed) ---------------------------------------------------
+
+    def _task(self, journal: Path) -> EpisodeSaveTask:
+        for task in self._order:
+            if task.journal == journal:
+                return task
+        raise KeyError(f"{journal} was never begun with the saver")
+
+    def _waiting_count(self) -> int:
+        return sum(1 for t in self._order if t.state in (EpisodeState.PENDING, EpisodeState.ENCODING))
+
+    def _index_of(self, task: EpisodeSaveTask) -> int:
+        ahead = 0
+        for other in self._order:
+            if other is task:
+                break
+            ahead += other.state != EpisodeState.FAILED
+        return self.meta.total_episodes + ahead
+
+    def _next_index_locked(self) -> int:
+        return self.meta.total_episodes + sum(1 for t in self._order if t.state != EpisodeState.FAILED)
+
+    def _announce(self, task: EpisodeSaveTask) -> None:
+        started = task is self._in_flight or task.encoded is not None
+        if started and task.state != EpisodeState.RECORDING and not task.announced:
+            task.announced = True
+            task.state = EpisodeState.ENCODING
+            log.info(f"{PREFIX} Starting save for episode {self._index_of(task)}")
+
+    # -- the saver thread -------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            message = self._worker.poll(timeout=0.05)
+            with self._changed:
+                if message is not None:
+                    self._handle(message)
+                self._dispatch()
+                head = self._ready_head()
+                if self._closing and head is None:
+                    return
+            if head is not None:
+                self._finish(head)
+
+    def _handle(self, message: tuple) -> None:
+        kind, job_id, *rest = message
+        task = self._in_flight if self._in_flight is not None and self._in_flight.job_id == job_id else None
+        if task is None:
+            return
+        if task not in self._order:  # the episode was discarded while being encoded
+            if kind in ("done", "failed"):
+                self._in_flight = None
+                shutil.rmtree(staging_dir_for(self.meta, task.journal), ignore_errors=True)
+            return
+        if kind == "started":
+            self._announce(task)
+        elif kind == "progress":
+            task.encoded_frames = rest[0]
+        elif kind == "done":
+            task.encoded = rest[0]
+            task.encoded_frames = task.encoded.length
+            self._in_flight = None
+        elif kind == "failed":
+            self._in_flight = None
+            self._record_failure(task, rest[0])
+        self._changed.notify_all()
+
+    def _record_failure(self, task: EpisodeSaveTask, reason: str) -> None:
+        task.attempts += 1
+        task.error = reason
+        task.announced = False
+        if task.state != EpisodeState.RECORDING:
+            task.state = EpisodeState.PENDING
+        index = self._index_of(task)
+        if task.attempts > self.max_retries and task.state != EpisodeState.RECORDING:
+            log.error(f"{PREFIX} ✗ Episode {index} failed (attempt {task.attempts}): {reason}")
+            return
+        delay = 2**task.attempts
+        task.retry_at = time.monotonic() + delay
+        log.warning(
+            f"{PREFIX} ✗ Episode {index} failed (attempt {task.attempts}): {reason}; retrying in {delay}s"
+        )
+
+    def _dispatch(self) -> None:
+        if self._in_flight is not None or self._closing:
+            return
+        now = time.monotonic()
+        for task in self._order:
+            out_of_retries = task.attempts > self.max_retries and task.state != EpisodeState.RECORDING
+            if task.encoded is None and not out_of_retries and task.retry_at <= now:
+                self._next_job += 1
+                task.job_id = self._next_job
+                self._in_flight = task
+                self._worker.submit(
+                    EncodeJob(
+                        task.job_id,
+                        task.journal,
+                        staging_dir_for(self.meta, task.journal),
+                        self.video,
+                        self._index_of(task),
+                        task.attempts,
+                    )
+                )
+                return
+
+    def _ready_head(self) -> EpisodeSaveTask | None:
+        """The first episode in order, if it can be committed or must be set aside now."""
+        if not self._order:
+            return None
+        head = self._order[0]
+        if head.state == EpisodeState.RECORDING or head is self._in_flight:
+            return None
+        if head.encoded is not None or head.attempts > self.max_retries:
+            return head
+        return None
+
+    def _finish(self, task: EpisodeSaveTask) -> None:
+        """Commit the head episode, or set it aside; runs outside the lock (it writes files)."""
+        if task.encoded is None:
+            self._set_aside(task)
+            return
+        try:
+            index = commit_episode(task.journal, task.encoded, self.meta)
+        except Exception as exc:  # the journal is untouched: retry from it like a failed encode
+            with self._changed:
+                task.encoded = None
+                self._record_failure(task, f"commit: {type(exc).__name__}: {exc}")
+            return
+        discard_journal(self.meta, task.journal)
+        elapsed = time.monotonic() - (task.queued_at or time.monotonic())
+        with self._changed:
+            task.state = EpisodeState.COMPLETED
+            task.episode_index = index
+            self._order.remove(task)
+            self._done.append(task)
+            self._changed.notify_all()
+        log.info(f"{PREFIX} ✓ Episode {index} saved successfully in {elapsed:.2f}s (frames={task.frames})")
+
+    def _set_aside(self, task: EpisodeSaveTask) -> None:
+        failed_dir = self.meta.private_dir / "failed" / task.journal.name
+        failed_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging_dir_for(self.meta, task.journal), ignore_errors=True)
+        shutil.move(task.journal, failed_dir)
+        (failed_dir / "error.txt").write_text(f"{task.error}\n", encoding="utf-8")
+        with self._changed:
+            task.state = EpisodeState.FAILED
+            self._order.remove(task)
+            self._done.append(task)
+            self._changed.notify_all()
+        log.error(
+            f"{PREFIX} ✗ Episode {task.expected_index} could not be saved after {task.attempts} attempts "
+            f"({task.error}); its {task.frames} frames are kept whole in {failed_dir}; "
+            "the episodes after it take its place"
+        )

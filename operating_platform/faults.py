@@ -1,0 +1,31 @@
+"""Deliberate failures, for the tests that prove nothing is lost when things go wrong.
+
+`DOROBOT_INJECT_FAULTS` holds comma-separated rules `POINT:EPISODE[:TIMES]`: the named point
+fails for that episode (its expected index), on its first TIMES attempts, or on every attempt
+when TIMES is left out. Example: `encode:1:1` makes the first encode of episode 1 fail, so its
+retry must succeed. Unset (always, in real use), `check` does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+
+ENV = "DOROBOT_INJECT_FAULTS"
+
+
+class InjectedFault(RuntimeError):
+    """A failure raised on purpose by a fault-injection rule."""
+
+
+def check(point: str, episode: int, attempt: int) -> None:
+    """Raise `InjectedFault` if a rule asks `point` to fail for this episode and attempt (0-based)."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    for rule in spec.split(","):
+        parts = rule.strip().split(":")
+        if len(parts) < 2 or parts[0] != point or int(parts[1]) != episode:
+            continue
+        times = int(parts[2]) if len(parts) > 2 else None
+        if times is None or attempt < times:
+            raise InjectedFault(f"injected {point} failure (episode {episode}, attempt {attempt + 1})")

@@ -283,7 +283,12 @@ class JournalReader:
 
 
 class FrameCursor:
-    """Reads one camera's frames in order, keeping the current segment open."""
+    """Reads one camera's frames in order, keeping the current segment open.
+
+    Every frame is read into the same buffer: a frame is valid until the next `read()`. Reading
+    each frame into a fresh megabyte-sized object would fragment the allocator's heap, and the
+    encoder process would then grow by a frame's size per frame read.
+    """
 
     def __init__(self, reader: JournalReader, video_key: str) -> None:
         self.dir = reader.path / video_key
@@ -292,6 +297,8 @@ class FrameCursor:
         self.segment_frames = reader.segment_frames
         self.next = 0
         self._file: Any = None
+        self._buffer = bytearray(_RECORD.size + self.size)
+        self._payload = memoryview(self._buffer)[_RECORD.size :]
 
     def read(self) -> np.ndarray:
         """The next frame; raises `JournalError` if it is missing or damaged."""
@@ -300,19 +307,17 @@ class FrameCursor:
             self.close()
             seg = self.dir / f"seg_{index // self.segment_frames:06d}.raw"
             try:
-                self._file = open(seg, "rb")  # noqa: SIM115 - kept open across calls
+                self._file = open(seg, "rb", buffering=0)  # noqa: SIM115 - kept open across calls
             except FileNotFoundError:
                 raise JournalError(f"{seg}: missing (frame {index})") from None
-            self._file.seek((index % self.segment_frames) * (_RECORD.size + self.size))
-        blob = self._file.read(_RECORD.size + self.size)
-        if len(blob) < _RECORD.size + self.size:
+            self._file.seek((index % self.segment_frames) * len(self._buffer))
+        if self._file.readinto(self._buffer) < len(self._buffer):
             raise JournalError(f"{self.dir}: frame {index} is incomplete")
-        magic, found, length, crc = _RECORD.unpack_from(blob)
-        payload = memoryview(blob)[_RECORD.size :]
-        if magic != MAGIC or found != index or length != self.size or zlib.crc32(payload) != crc:
+        magic, found, length, crc = _RECORD.unpack_from(self._buffer)
+        if magic != MAGIC or found != index or length != self.size or zlib.crc32(self._payload) != crc:
             raise JournalError(f"{self.dir}: frame {index} is damaged")
         self.next += 1
-        return np.frombuffer(payload, dtype=np.uint8).reshape(self.shape)
+        return np.frombuffer(self._payload, dtype=np.uint8).reshape(self.shape)
 
     def close(self) -> None:
         if self._file is not None:

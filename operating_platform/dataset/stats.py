@@ -56,7 +56,11 @@ class ImageStatsAccumulator:
     """
 
     def __init__(self) -> None:
-        self._per_frame: list[np.ndarray] = []
+        # One array grown by doubling, not a small array per frame: thousands of long-lived
+        # small allocations between the encoder's large buffers fragment the heap, and the
+        # process would grow by about a frame's size per frame.
+        self._per_frame = np.empty((1024, 4, 3), dtype=np.int64)
+        self._frames = 0
         self._pixels = 0
 
     def add(self, frame: np.ndarray) -> None:
@@ -66,15 +70,18 @@ class ImageStatsAccumulator:
         hist = np.bincount((small + _CHANNEL_OFFSETS).reshape(-1), minlength=768).reshape(3, 256)
         present = hist > 0
         self._pixels = small.shape[0] * small.shape[1]
-        self._per_frame.append(
-            np.stack([present.argmax(1), 255 - present[:, ::-1].argmax(1), hist @ _LEVELS, hist @ _LEVELS**2])
-        )
+        if self._frames == len(self._per_frame):
+            self._per_frame = np.concatenate([self._per_frame, np.empty_like(self._per_frame)])
+        row = self._per_frame[self._frames]
+        row[0], row[1] = present.argmax(1), 255 - present[:, ::-1].argmax(1)
+        row[2], row[3] = hist @ _LEVELS, hist @ _LEVELS**2
+        self._frames += 1
 
     def __len__(self) -> int:
-        return len(self._per_frame)
+        return self._frames
 
     def stats(self, length: int) -> dict[str, np.ndarray]:
-        picked = np.stack([self._per_frame[i] for i in sample_indices(length)])
+        picked = self._per_frame[sample_indices(length)]
         n = self._pixels * len(picked)
         mean = picked[:, 2].sum(0) / n
         variance = np.maximum(picked[:, 3].sum(0) / n - mean**2, 0.0)

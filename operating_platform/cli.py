@@ -17,6 +17,7 @@ USAGE = """usage: dorobot COMMAND [ARGS]
 commands:
   record   record episodes (flags: --robot.*, --record.*; `dorobot record --help` lists them)
   verify   check a dataset folder against the LeRobot v2.1 format: dorobot verify ROOT
+  recover  finish what an interrupted session left: dorobot recover ROOT [--salvage-partial]
 """
 
 
@@ -46,6 +47,38 @@ def verify_main(argv: Sequence[str]) -> int:
     return 1
 
 
+def recover_main(argv: Sequence[str]) -> int:
+    from operating_platform.dataset.metadata import DatasetError
+    from operating_platform.dataset.recovery import recover_dataset
+
+    parser = argparse.ArgumentParser(
+        prog="dorobot recover",
+        description="Commit the episodes an interrupted session had ended, roll back half-published "
+        "ones, and set aside (or salvage) the episode being recorded. Safe to run any number of times.",
+    )
+    parser.add_argument("root", help="the dataset folder (the one holding meta/)")
+    parser.add_argument(
+        "--salvage-partial",
+        action="store_true",
+        help="commit the intact frames of the episode being recorded as an episode of its own",
+    )
+    args = parser.parse_args(argv)
+    console = Console(highlight=False)
+    try:
+        report = recover_dataset(args.root, salvage_partial=args.salvage_partial, say=console.print)
+    except DatasetError as exc:
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        return 1
+    if not report.changed:
+        console.print(f"{args.root}: nothing to recover")
+    else:
+        console.print(
+            f"[green]✓[/] {args.root}: recovered ({len(report.committed)} episode(s) committed, "
+            f"{len(report.set_aside)} set aside)"
+        )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -58,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return record_main(rest)
     if command == "verify":
         return verify_main(rest)
+    if command == "recover":
+        return recover_main(rest)
     print(f"dorobot: unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
     return 2
 

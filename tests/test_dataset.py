@@ -21,7 +21,7 @@ def _snapshot(root: Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.suffix != ".lock"  # lock files hold the pid of whoever last locked
     }
 
 

@@ -1,9 +1,10 @@
-"""Ctrl-C while recording keeps the episode captured so far."""
+"""Ctrl-C and SIGTERM: the first stops cleanly and keeps everything, the second exits at once."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,10 +13,11 @@ from pathlib import Path
 
 from tests.conftest import FAST, assert_valid
 
+QUEUED = re.compile(r"Queued episode (\d+) \(queue_pos=\d+, frames=(\d+)")
 
-def test_ctrl_c_saves_the_current_episode(tmp_path: Path) -> None:
-    root = tmp_path / "ds"
-    proc = subprocess.Popen(
+
+def _start(root: Path, *flags: str) -> subprocess.Popen:
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -23,26 +25,104 @@ def test_ctrl_c_saves_the_current_episode(tmp_path: Path) -> None:
             *FAST,
             "--record.repo_id=lab/int",
             f"--record.root={root}",
-            "--record.num_episodes=3",
-            "--record.episode_time_s=60",
+            *flags,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=os.environ,
     )
+
+
+def _wait_for_line(proc: subprocess.Popen, pattern: str, seen: list[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if re.search(pattern, line):
+            return
+    raise AssertionError(f"{pattern!r} never printed:\n{''.join(seen)}")
+
+
+def _wait_for_frames(root: Path, frames: int) -> None:
     journal = root / ".dorobot" / "journal"
     deadline = time.monotonic() + 60
-    # Interrupt once frames are really being captured (a journal exists and has grown).
     while time.monotonic() < deadline:
         rows = list(journal.glob("*/rows.log")) if journal.exists() else []
-        if rows and rows[0].stat().st_size >= 20 * 72:  # 72-byte row records
-            break
+        if rows and rows[0].stat().st_size >= frames * 72:  # 72-byte row records
+            return
         time.sleep(0.05)
+    raise AssertionError("capture never started")
+
+
+def _info(root: Path) -> dict:
+    return json.loads((root / "meta/info.json").read_text())
+
+
+def test_ctrl_c_saves_the_current_episode(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    proc = _start(root, "--record.num_episodes=3", "--record.episode_time_s=60")
+    _wait_for_frames(root, 20)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
     assert "Traceback" not in err
     assert_valid(root, episodes=1)
-    info = json.loads((root / "meta/info.json").read_text())
-    assert info["total_frames"] >= 20
+    assert _info(root)["total_frames"] >= 20
+    assert not list((root / ".dorobot/journal").iterdir())
+
+
+def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    proc = _start(root, "--record.num_episodes=50", "--record.episode_time_s=0.5")
+    seen: list[str] = []
+    _wait_for_line(proc, r"Queued episode 1 ", seen)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    out = "".join(seen) + out
+    assert proc.returncode == 143, out + err
+    assert "Traceback" not in err
+    queued = {int(i): int(f) for i, f in QUEUED.findall(out)}
+    assert_valid(root, episodes=len(queued))
+    lengths = [json.loads(line)["length"] for line in (root / "meta/episodes.jsonl").read_text().splitlines()]
+    assert lengths == [queued[i] for i in range(len(queued))]
+
+
+def test_second_interrupt_exits_at_once_and_recover_finishes(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    # Three full-size cameras on x264's slowest preset: saves are still pending when stopping.
+    proc = _start(
+        root,
+        "--robot.num_cameras=3",
+        "--robot.camera_width=640",
+        "--robot.camera_height=480",
+        "--record.preset=veryslow",
+        "--record.num_episodes=20",
+        "--record.episode_time_s=0.5",
+    )
+    seen: list[str] = []
+    _wait_for_line(proc, r"Queued episode 2 ", seen)
+    proc.send_signal(signal.SIGINT)
+    _wait_for_line(proc, r"Stopping: waiting", seen)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    out = "".join(seen) + out
+    assert proc.returncode == 130, out + err
+    assert "SIGINT again: exiting now" in err and "dorobot recover" in err
+    assert "Traceback" not in err
+    queued = {int(i): int(f) for i, f in QUEUED.findall(out)}
+    assert len(queued) >= 3
+    assert _info(root)["total_episodes"] < len(queued)  # the saves really were cut short
+
+    rec = subprocess.run(
+        [sys.executable, "-m", "operating_platform.cli", "recover", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert_valid(root, episodes=len(queued))
+    lengths = [json.loads(line)["length"] for line in (root / "meta/episodes.jsonl").read_text().splitlines()]
+    assert lengths == [queued[i] for i in range(len(queued))]

@@ -101,9 +101,11 @@ def test_follow_yields_frames_as_they_are_written(tmp_path: Path) -> None:
 
 
 def test_follow_gives_up_when_no_longer_wanted(tmp_path: Path) -> None:
-    _write(tmp_path / "j", 2)
-    follower = JournalReader(tmp_path / "j").follow(poll_s=0.001, still_wanted=lambda: False)
+    _write(tmp_path / "j", 5)
+    wanted = [True]
+    follower = JournalReader(tmp_path / "j").follow(poll_s=0.001, still_wanted=lambda: wanted[0])
     assert [next(follower), next(follower)] == [0, 1]
+    wanted[0] = False  # e.g. the recorder that owned this encoder died: stop within a frame
     with pytest.raises(JournalError, match="no longer wanted"):
         next(follower)
 

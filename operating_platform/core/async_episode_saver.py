@@ -123,7 +123,7 @@ class AsyncEpisodeSaver:
         self.video = video
         self.queue_size = queue_size
         self.max_retries = max_retries
-        self._worker = worker or EncodeWorker()
+        self._worker = worker or EncodeWorker(meta.root)
         self._order: list[EpisodeSaveTask] = []  # not yet committed or set aside, in recording order
         self._done: list[EpisodeSaveTask] = []
         self._in_flight: EpisodeSaveTask | None = None
@@ -138,6 +138,7 @@ class AsyncEpisodeSaver:
     def start(self) -> None:
         if self._thread is not None:
             return
+        self._closing = False
         self._worker.start()
         self._thread = threading.Thread(target=self._loop, name="async-episode-saver", daemon=True)
         self._thread.start()

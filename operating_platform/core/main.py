@@ -13,13 +13,14 @@ from collections.abc import Sequence
 
 from operating_platform.core.async_episode_saver import SaverStatus
 from operating_platform.core.configs import ControlPipelineConfig, parse_config
-from operating_platform.core.logs import session_logging
+from operating_platform.core.interrupts import Interrupts
+from operating_platform.core.logs import attach_log_file, console_logging
 from operating_platform.core.record import Record
 from operating_platform.core.record_config import ConfigError
 from operating_platform.dataset.dorobot_dataset import DatasetError
 from operating_platform.robots import make_robot
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 log = logging.getLogger("operating_platform.main")
 
@@ -28,10 +29,10 @@ def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
 
 
-def _wait_for_capture(record: Record) -> None:
-    """Wait until the episode is complete (or capture stopped on an error)."""
-    while record.capturing:
-        time.sleep(0.02)
+def _wait_for_capture(record: Record, interrupts: Interrupts) -> None:
+    """Wait until the episode is complete, capture stopped on an error, or a stop is requested."""
+    while record.capturing and not interrupts.wait(0.02):
+        pass
 
 
 def _save(record: Record) -> None:
@@ -62,39 +63,45 @@ class _SaveProgress:
 def record_session(cfg: ControlPipelineConfig) -> int:
     """Record `num_episodes` episodes unattended; returns the process exit code."""
     rc = cfg.record
-    robot = make_robot(cfg.robot)
-    record = Record(fps=rc.fps, robot=robot, record_cfg=rc)
-    with session_logging(record.dataset.meta.private_dir / "logs"):
+    with console_logging():
+        robot = make_robot(cfg.robot)
+        record = Record(fps=rc.fps, robot=robot, record_cfg=rc)
+        attach_log_file(record.dataset.meta.private_dir / "logs")
         log.info(f"Dataset: {record.dataset.root} ({record.dataset.meta.total_episodes} episodes already)")
         return _record_episodes(record, rc.num_episodes, rc.episode_time_s, rc.reset_time_s)
 
 
 def _record_episodes(record: Record, episodes: int, episode_time_s: float, reset_time_s: float) -> int:
+    root = record.dataset.root
+    again = f"exiting now; nothing captured is lost: `dorobot recover {root}` finishes the saves"
     code = EXIT_OK
     record.robot.connect()
-    try:
-        for n in range(episodes):
-            log.info(
-                f"Recording episode {record.next_episode_index} ({n + 1}/{episodes}, {episode_time_s:g} s)"
-            )
-            record.start(max_frames=max(1, round(episode_time_s * record.fps)))
-            _wait_for_capture(record)
-            _save(record)
-            if record.error is not None:
-                _error(f"{record.error}; recording stopped, the frames before it are saved")
-                code = EXIT_FAILED
-                break
-            if n + 1 < episodes and reset_time_s > 0:
-                log.info(f"Reset the scene ({reset_time_s:g} s)")
-                time.sleep(reset_time_s)
-    except KeyboardInterrupt:
-        if record.episode_frames:
-            _save(record)
-        log.info("Interrupted: finishing the saves of every episode captured so far.")
-        code = EXIT_INTERRUPTED
-    finally:
-        stats = record.stop(on_progress=_SaveProgress())
-        record.robot.disconnect()
+    with Interrupts(again) as interrupts:
+        try:
+            for n in range(episodes):
+                index = record.next_episode_index
+                log.info(f"Recording episode {index} ({n + 1}/{episodes}, {episode_time_s:g} s)")
+                record.start(max_frames=max(1, round(episode_time_s * record.fps)))
+                _wait_for_capture(record, interrupts)
+                _save(record)
+                if record.error is not None:
+                    _error(f"{record.error}; recording stopped, the frames before it are saved")
+                    code = EXIT_FAILED
+                    break
+                if interrupts.requested.is_set():
+                    break
+                if n + 1 < episodes and reset_time_s > 0:
+                    log.info(f"Reset the scene ({reset_time_s:g} s)")
+                    if interrupts.wait(reset_time_s):
+                        break
+            if interrupts.requested.is_set():
+                log.info(
+                    "Stopping: waiting for the saves of every episode captured (interrupt again to exit now)"
+                )
+                code = interrupts.exit_code
+        finally:
+            stats = record.stop(on_progress=_SaveProgress())
+            record.robot.disconnect()
     meta = record.dataset.meta
     log.info(f"Done: {meta.total_episodes} episodes, {meta.total_frames} frames in {meta.root}")
     if stats is not None and stats.failed and code == EXIT_OK:

@@ -79,6 +79,7 @@ class Record:
                 features,
                 video=record_cfg.video_settings,
                 resume=record_cfg.resume,
+                salvage_partial=record_cfg.salvage_partial,
             )
         self.dataset = dataset
         self.async_saver: AsyncEpisodeSaver | None = None

@@ -42,8 +42,12 @@ class RecordConfig:
     episode_time_s: float = 60.0
     # Pause between episodes, for the operator to reset the scene, in seconds.
     reset_time_s: float = 60.0
-    # Append to the dataset at `root` if it exists (fps, robot and features must match).
+    # Append to the dataset at `root` if it exists (fps, robot and features must match). What an
+    # interrupted session left unfinished is recovered first.
     resume: bool = False
+    # On recovery, commit the intact frames of the episode being recorded when a session was
+    # interrupted as an episode of its own (otherwise it is set aside whole in .dorobot/partial).
+    salvage_partial: bool = False
     # Save episodes in the background so the operator never waits.
     use_async_save: bool = True
     # Episodes that may wait to be saved before `save()` waits for a free slot.

@@ -6,6 +6,8 @@ journals into committed episodes; `DoRobotDatasetMetadata` (metadata.py) owns `m
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,14 @@ import numpy as np
 from operating_platform.dataset.features import validate_frame
 from operating_platform.dataset.finalize import finalize_journal
 from operating_platform.dataset.journal import JournalWriter, new_journal_id
+from operating_platform.dataset.lock import FileLock, lock_session
 from operating_platform.dataset.metadata import INFO_PATH, DatasetError, DoRobotDatasetMetadata
+from operating_platform.dataset.recovery import recover_dataset
 from operating_platform.dataset.video import VideoSettings
 
 __all__ = ["DatasetError", "DoRobotDataset", "DoRobotDatasetMetadata"]
+
+log = logging.getLogger("operating_platform.recovery")
 
 
 class DoRobotDataset:
@@ -35,6 +41,7 @@ class DoRobotDataset:
         self.video = video
         self.features = meta.features
         self._journal: JournalWriter | None = None
+        self._lock: FileLock | None = None
         self._episode_start: float | None = None
 
     @classmethod
@@ -47,15 +54,25 @@ class DoRobotDataset:
         features: dict[str, dict[str, Any]],
         video: VideoSettings | None = None,
         resume: bool = False,
+        salvage_partial: bool = False,
     ) -> DoRobotDataset:
-        """Open `root` for recording: a new dataset, or with `resume` the existing one to append to."""
+        """Open `root` for recording: a new dataset, or with `resume` the existing one to append to.
+
+        Resuming first recovers whatever an earlier session left unfinished. The dataset stays
+        locked against other dorobot processes while this object lives.
+        """
         root = Path(root)
         if resume and (root / INFO_PATH).exists():
+            lock = lock_session(root)
+            recover_dataset(root, salvage_partial=salvage_partial, say=log.info, hold_session_lock=False)
             meta = DoRobotDatasetMetadata.load(root)
             meta.check_compatible(fps, robot_type, features)
         else:
             meta = DoRobotDatasetMetadata.create(root, fps, robot_type, features)
-        return cls(meta, repo_id, video or VideoSettings())
+            lock = lock_session(root)
+        dataset = cls(meta, repo_id, video or VideoSettings())
+        dataset._lock = lock
+        return dataset
 
     @property
     def root(self) -> Path:
@@ -81,7 +98,14 @@ class DoRobotDataset:
     def open_episode(self, task: str) -> Path:
         """Open the journal of a new episode (done by the first `add_frame` otherwise)."""
         if self._journal is None:
-            self._journal = JournalWriter(self.journal_dir / new_journal_id(), self.features, self.fps, task)
+            self._journal = JournalWriter(
+                self.journal_dir / new_journal_id(),
+                self.features,
+                self.fps,
+                task,
+                # Recovery encodes with the settings the episode was recorded with.
+                extra={"video": dataclasses.asdict(self.video)},
+            )
         return self._journal.path
 
     def add_frame(self, frame: dict[str, np.ndarray], task: str, capture_time: float | None = None) -> int:
@@ -111,6 +135,12 @@ class DoRobotDataset:
             return 0
         journal.discard()
         return journal.frames
+
+    def close(self) -> None:
+        """Release the dataset for other processes (an open episode stays in its journal)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def save_episode(self) -> int | None:
         """Commit the current episode before returning; its index, or None when it was empty."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from operating_platform import faults
 from operating_platform.dataset.finalize import encode_episode
+from operating_platform.dataset.lock import ENCODER_LOCK, FileLock
 from operating_platform.dataset.video import VideoSettings
 
 DEFAULT_NICENESS = 10
@@ -36,11 +37,15 @@ class EncodeJob:
     attempt: int
 
 
-def _run(jobs: Any, results: Any, parent_pid: int, niceness: int) -> None:
+def _run(jobs: Any, results: Any, parent_pid: int, niceness: int, dataset_root: Path | None) -> None:
     # Ctrl-C reaches the whole process group; the recorder decides what happens to its saves.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(niceness)
+    if dataset_root is not None:
+        # Held until this process ends: recovery waits for it rather than race an orphan.
+        encoder_lock = FileLock(dataset_root, ENCODER_LOCK)
+        encoder_lock.acquire(exclusive=False, wait_s=10.0)
 
     def parent_alive() -> bool:
         return os.getppid() == parent_pid
@@ -80,7 +85,8 @@ class EncodeWorker:
     `("done", job_id, EncodedEpisode)` and `("failed", job_id, reason)`.
     """
 
-    def __init__(self, niceness: int = DEFAULT_NICENESS) -> None:
+    def __init__(self, dataset_root: Path | None = None, niceness: int = DEFAULT_NICENESS) -> None:
+        self.dataset_root = dataset_root
         self.niceness = niceness
         self._ctx = mp.get_context("spawn")
         self._process: Any = None
@@ -93,7 +99,7 @@ class EncodeWorker:
         self._results = self._ctx.Queue()
         self._process = self._ctx.Process(
             target=_run,
-            args=(self._jobs, self._results, os.getpid(), self.niceness),
+            args=(self._jobs, self._results, os.getpid(), self.niceness, self.dataset_root),
             name="dorobot-encoder",
             daemon=True,
         )

@@ -11,6 +11,7 @@ The journal is only deleted after the commit, so a failure at any point can star
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from operating_platform.dataset.features import arrow_schema, parquet_keys
-from operating_platform.dataset.fsutil import publish, temp_path
+from operating_platform.dataset.fsutil import fsync_dir, fsync_file, temp_path, write_json_atomic
 from operating_platform.dataset.journal import JournalError, JournalReader
 from operating_platform.dataset.metadata import DoRobotDatasetMetadata, EpisodeRecord
 from operating_platform.dataset.stats import ImageStatsAccumulator, numeric_stats, stats_to_json
@@ -117,8 +118,18 @@ def _parquet_table(columns: dict[str, np.ndarray], features: dict[str, dict[str,
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+COMMIT_FILE = "commit.json"
+
+
 def commit_episode(journal_dir: Path, encoded: EncodedEpisode, meta: DoRobotDatasetMetadata) -> int:
-    """Publish an encoded episode as the dataset's next episode; returns its index."""
+    """Publish an encoded episode as the dataset's next episode; returns its index.
+
+    Everything slow (writing, fsync) happens under hidden names first; the visible steps that
+    follow are renames, the JSONL lines and info.json, last. The journal is first marked with
+    the index it is committed as, so that recovery can tell a finished commit (info.json
+    counts it: the journal is only left to delete) from a half-done one (rolled back and
+    committed again from the journal).
+    """
     rows = JournalReader(journal_dir).read_rows()
     if rows.frames < encoded.length:
         raise JournalError(f"{journal_dir}: {rows.frames} of {encoded.length} rows are intact")
@@ -127,16 +138,19 @@ def commit_episode(journal_dir: Path, encoded: EncodedEpisode, meta: DoRobotData
     task_index = meta.task_index(encoded.task)
     defaults = _default_columns(encoded.length, meta.fps, episode_index, meta.total_frames, task_index)
     columns = {**vectors, **defaults}
+    write_json_atomic(journal_dir / COMMIT_FILE, {"episode_index": episode_index})
 
-    data_path = meta.data_path(episode_index)
-    data_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(data_path)
-    pq.write_table(_parquet_table(columns, meta.features), tmp, compression="snappy")
-    publish(tmp, data_path)
-    for key, staged in encoded.videos.items():
-        final = meta.video_path(episode_index, key)
+    moves = [(temp_path(meta.data_path(episode_index)), meta.data_path(episode_index))]
+    moves += [(staged, meta.video_path(episode_index, key)) for key, staged in encoded.videos.items()]
+    for _, final in moves:
         final.parent.mkdir(parents=True, exist_ok=True)
-        publish(staged, final)
+    pq.write_table(_parquet_table(columns, meta.features), moves[0][0], compression="snappy")
+    for tmp, _ in moves:
+        fsync_file(tmp)
+    for tmp, final in moves:
+        os.replace(tmp, final)
+    for parent in {final.parent for _, final in moves}:
+        fsync_dir(parent)
 
     stats = {**encoded.image_stats, **{k: numeric_stats(v) for k, v in columns.items()}}
     ordered = {k: stats[k] for k in meta.features}

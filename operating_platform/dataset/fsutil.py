@@ -17,6 +17,11 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
 def temp_path(final: Path) -> Path:
     """Where a file is written before it is renamed to `final` (hidden, so no reader globs it)."""
     return final.with_name(f".{final.name}.tmp")
@@ -29,8 +34,7 @@ def publish(tmp: Path, final: Path, durable: bool = True) -> None:
     power cut, not only a killed process; it costs milliseconds.
     """
     if durable:
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        fsync_file(tmp)
     os.replace(tmp, final)
     if durable:
         fsync_dir(final.parent)

@@ -78,6 +78,7 @@ class JournalWriter:
         fps: int,
         task: str,
         segment_frames: int = DEFAULT_SEGMENT_FRAMES,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
         self.features = features
@@ -92,6 +93,7 @@ class JournalWriter:
             "segment_frames": segment_frames,
             "features": {k: v for k, v in features.items() if k not in DEFAULT_FEATURES},
             "created_unix": time.time(),
+            **(extra or {}),
         }
         write_json_atomic(self.path / HEADER_FILE, header)
         for key in self._video_keys:
@@ -255,6 +257,8 @@ class JournalReader:
         """
         done = 0
         while True:
+            if not still_wanted():
+                raise JournalError(f"{self.path}: no longer wanted")
             closed = self.refresh_closed()
             available = self.written_rows()
             if closed is not None:
@@ -262,12 +266,12 @@ class JournalReader:
             while done < available:
                 yield done
                 done += 1
+                if not still_wanted():  # checked per frame: a follower must not outlive its parent
+                    raise JournalError(f"{self.path}: no longer wanted")
             if closed is not None:
                 if done < int(closed["frames"]):
                     raise JournalError(f"{self.path}: only {done} of {closed['frames']} frames are intact")
                 return
-            if not still_wanted():
-                raise JournalError(f"{self.path}: no longer wanted")
             time.sleep(poll_s)
 
     def cursor(self, video_key: str) -> FrameCursor:

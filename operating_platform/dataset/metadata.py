@@ -77,6 +77,12 @@ class DoRobotDatasetMetadata:
         """Start an empty dataset in `root`, which must not hold anything yet."""
         root = Path(root)
         if root.exists() and any(root.iterdir()):
+            unfinished = root / PRIVATE_DIR / "journal"
+            if unfinished.exists() and any(unfinished.iterdir()):
+                raise DatasetError(
+                    f"{root} holds episodes an interrupted session did not finish saving; run "
+                    f"`dorobot recover {root}`, or pass --record.resume=true to recover them and go on"
+                )
             raise DatasetError(
                 f"{root} already exists and is not empty; pass --record.resume=true to add episodes to it, "
                 "or choose another --record.root"
@@ -103,12 +109,24 @@ class DoRobotDatasetMetadata:
         write_json_atomic(root / INFO_PATH, info)
         return cls(root, info, [], [])
 
+    @staticmethod
+    def read_info(root: Path) -> dict[str, Any]:
+        """info.json, or a `DatasetError` saying why it cannot be used."""
+        try:
+            return json.loads((Path(root) / INFO_PATH).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DatasetError(f"{root} is not a dataset: {INFO_PATH} is missing") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DatasetError(
+                f"{root}: damaged metadata ({INFO_PATH}: {exc}); run `dorobot verify {root}` for details"
+            ) from None
+
     @classmethod
     def load(cls, root: Path) -> DoRobotDatasetMetadata:
         """Open an existing dataset; refuse one whose metadata is damaged rather than guess."""
         root = Path(root)
+        info = cls.read_info(root)
         try:
-            info = json.loads((root / INFO_PATH).read_text(encoding="utf-8"))
             tasks_rows = _read_jsonl(root / TASKS_PATH)
             episodes = _read_jsonl(root / EPISODES_PATH)
         except FileNotFoundError as exc:
@@ -152,6 +170,9 @@ class DoRobotDatasetMetadata:
     @property
     def total_frames(self) -> int:
         return self.info["total_frames"]
+
+    def episode_length(self, episode_index: int) -> int:
+        return self._lengths[episode_index]
 
     @property
     def tasks(self) -> list[str]:

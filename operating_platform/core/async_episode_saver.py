@@ -125,6 +125,9 @@ class AsyncEpisodeSaver:
         self.max_retries = max_retries
         self._worker = worker or EncodeWorker(meta.root)
         self._order: list[EpisodeSaveTask] = []  # not yet committed or set aside, in recording order
+        # Episodes committed, counted here rather than read from `meta`: a commit updates `meta`
+        # a moment before its task leaves `_order`, and indices must never count it twice.
+        self._committed = meta.total_episodes
         self._done: list[EpisodeSaveTask] = []
         self._in_flight: EpisodeSaveTask | None = None
         self._next_job = 0
@@ -268,10 +271,10 @@ class AsyncEpisodeSaver:
             if other is task:
                 break
             ahead += other.state != EpisodeState.FAILED
-        return self.meta.total_episodes + ahead
+        return self._committed + ahead
 
     def _next_index_locked(self) -> int:
-        return self.meta.total_episodes + sum(1 for t in self._order if t.state != EpisodeState.FAILED)
+        return self._committed + sum(1 for t in self._order if t.state != EpisodeState.FAILED)
 
     def _announce(self, task: EpisodeSaveTask) -> None:
         started = task is self._in_flight or task.encoded is not None
@@ -384,6 +387,7 @@ class AsyncEpisodeSaver:
         with self._changed:
             task.state = EpisodeState.COMPLETED
             task.episode_index = index
+            self._committed += 1
             self._order.remove(task)
             self._done.append(task)
             self._changed.notify_all()

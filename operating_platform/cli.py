@@ -33,7 +33,7 @@ def verify_main(argv: Sequence[str]) -> int:
     )
     args = parser.parse_args(argv)
     report = verify_dataset(args.root, decode_videos=not args.no_decode)
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     for note in report.notes:
         console.print(f"note: {note}", markup=False)
     for problem in report.problems:
@@ -63,7 +63,7 @@ def recover_main(argv: Sequence[str]) -> int:
         help="commit the intact frames of the episode being recorded as an episode of its own",
     )
     args = parser.parse_args(argv)
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     try:
         report = recover_dataset(args.root, salvage_partial=args.salvage_partial, say=console.print)
     except DatasetError as exc:

@@ -9,8 +9,10 @@ retry must succeed. Unset (always, in real use), `check` does nothing.
 from __future__ import annotations
 
 import os
+import time
 
 ENV = "DOROBOT_INJECT_FAULTS"
+PAUSE_ENV = "DOROBOT_INJECT_PAUSES"
 
 
 class InjectedFault(RuntimeError):
@@ -29,3 +31,17 @@ def check(point: str, episode: int, attempt: int) -> None:
         times = int(parts[2]) if len(parts) > 2 else None
         if times is None or attempt < times:
             raise InjectedFault(f"injected {point} failure (episode {episode}, attempt {attempt + 1})")
+
+
+def pause(point: str) -> None:
+    """Sleep at `point` if `DOROBOT_INJECT_PAUSES` names it (`publish=0.3,metadata=0.2`).
+
+    Used to hold a crash window open, so that a kill lands there often enough to be tested.
+    """
+    spec = os.environ.get(PAUSE_ENV)
+    if not spec:
+        return
+    for rule in spec.split(","):
+        name, _, seconds = rule.strip().partition("=")
+        if name == point:
+            time.sleep(float(seconds))

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from operating_platform import faults
 from operating_platform.dataset.features import arrow_schema, parquet_keys
 from operating_platform.dataset.fsutil import fsync_dir, fsync_file, temp_path, write_json_atomic
 from operating_platform.dataset.journal import JournalError, JournalReader
@@ -151,6 +152,7 @@ def commit_episode(journal_dir: Path, encoded: EncodedEpisode, meta: DoRobotData
         os.replace(tmp, final)
     for parent in {final.parent for _, final in moves}:
         fsync_dir(parent)
+    faults.pause("publish")
 
     stats = {**encoded.image_stats, **{k: numeric_stats(v) for k, v in columns.items()}}
     ordered = {k: stats[k] for k in meta.features}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from operating_platform import faults
 from operating_platform.dataset.features import video_keys, with_default_features
 from operating_platform.dataset.fsutil import append_lines_durable, write_json_atomic
 
@@ -236,6 +237,7 @@ class DoRobotDatasetMetadata:
             stats_line = {"episode_index": record.episode_index, "stats": record.stats}
             append_lines_durable(self.root / EPISODES_STATS_PATH, [_jsonl_line(stats_line)])
             self._lengths.append(record.length)
+            faults.pause("metadata")
             self._write_info(record.video_info)
 
     def _write_info(self, video_info: dict[str, dict[str, Any]]) -> None:

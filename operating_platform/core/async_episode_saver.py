@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from operating_platform.dataset.diskspace import is_disk_full
 from operating_platform.dataset.encode_worker import EncodeJob, EncodeWorker
 from operating_platform.dataset.finalize import (
     EncodedEpisode,
@@ -97,9 +98,11 @@ class SaveStats:
     queued: int
     completed: int
     failed: int
+    kept: int = 0  # left in their journals (disk full, or the wait at exit timed out)
 
     def __str__(self) -> str:
-        return f"Save stats: queued={self.queued} completed={self.completed} failed={self.failed}"
+        kept = f" kept_in_journal={self.kept}" if self.kept else ""
+        return f"Save stats: queued={self.queued} completed={self.completed} failed={self.failed}{kept}"
 
 
 class AsyncEpisodeSaver:
@@ -135,6 +138,9 @@ class AsyncEpisodeSaver:
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closing = False
+        # Set when a save fails for lack of space: nothing more is attempted, every episode
+        # not yet committed stays in its journal for `dorobot recover` once space is freed.
+        self.disk_full = False
 
     # -- called by the recorder -----------------------------------------------------------------
 
@@ -217,7 +223,7 @@ class AsyncEpisodeSaver:
         deadline = time.monotonic() + timeout
         while True:
             with self._changed:
-                busy = any(t.state != EpisodeState.RECORDING for t in self._order)
+                busy = not self.disk_full and any(t.state != EpisodeState.RECORDING for t in self._order)
                 if not busy:
                     return True
                 remaining = deadline - time.monotonic()
@@ -246,11 +252,14 @@ class AsyncEpisodeSaver:
         self._thread = None
         self._worker.stop()
         if left:
+            why = "the disk is full" if self.disk_full else f"not saved within {timeout:g}s"
+            journals = self.meta.private_dir / "journal"
             log.error(
-                f"{PREFIX} {len(left)} episode(s) not saved within {timeout:g}s; their journals are kept in "
-                f"{self.meta.private_dir / 'journal'} and nothing is lost"
+                f"{PREFIX} {len(left)} episode(s) kept in their journals in {journals} ({why}); "
+                f"nothing is lost: `dorobot recover {self.meta.root}` finishes them"
             )
         stats = self.stats
+        stats = SaveStats(stats.queued, stats.completed, stats.failed, len(left))
         log.info(str(stats))
         return stats
 
@@ -318,16 +327,24 @@ class AsyncEpisodeSaver:
             self._in_flight = None
         elif kind == "failed":
             self._in_flight = None
-            self._record_failure(task, rest[0])
+            self._record_failure(task, rest[0], disk_full=bool(rest[1:] and rest[1]))
         self._changed.notify_all()
 
-    def _record_failure(self, task: EpisodeSaveTask, reason: str) -> None:
-        task.attempts += 1
+    def _record_failure(self, task: EpisodeSaveTask, reason: str, disk_full: bool = False) -> None:
         task.error = reason
         task.announced = False
         if task.state != EpisodeState.RECORDING:
             task.state = EpisodeState.PENDING
         index = self._index_of(task)
+        if disk_full:
+            # Retrying cannot help and setting aside would hide it: keep it where it is.
+            self.disk_full = True
+            log.error(
+                f"{PREFIX} ✗ Episode {index} cannot be saved: the disk is full ({reason}); "
+                "it stays in its journal"
+            )
+            return
+        task.attempts += 1
         if task.attempts > self.max_retries and task.state != EpisodeState.RECORDING:
             log.error(f"{PREFIX} ✗ Episode {index} failed (attempt {task.attempts}): {reason}")
             return
@@ -338,7 +355,7 @@ class AsyncEpisodeSaver:
         )
 
     def _dispatch(self) -> None:
-        if self._in_flight is not None or self._closing:
+        if self._in_flight is not None or self._closing or self.disk_full:
             return
         now = time.monotonic()
         for task in self._order:
@@ -361,7 +378,7 @@ class AsyncEpisodeSaver:
 
     def _ready_head(self) -> EpisodeSaveTask | None:
         """The first episode in order, if it can be committed or must be set aside now."""
-        if not self._order:
+        if not self._order or self.disk_full:
             return None
         head = self._order[0]
         if head.state == EpisodeState.RECORDING or head is self._in_flight:
@@ -380,7 +397,7 @@ class AsyncEpisodeSaver:
         except Exception as exc:  # the journal is untouched: retry from it like a failed encode
             with self._changed:
                 task.encoded = None
-                self._record_failure(task, f"commit: {type(exc).__name__}: {exc}")
+                self._record_failure(task, f"commit: {type(exc).__name__}: {exc}", is_disk_full(exc))
             return
         discard_journal(self.meta, task.journal)
         elapsed = time.monotonic() - (task.queued_at or time.monotonic())

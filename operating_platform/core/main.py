@@ -17,6 +17,7 @@ from operating_platform.core.interrupts import Interrupts
 from operating_platform.core.logs import attach_log_file, console_logging
 from operating_platform.core.record import Record
 from operating_platform.core.record_config import ConfigError
+from operating_platform.dataset.diskspace import DiskFullError, is_disk_full
 from operating_platform.dataset.dorobot_dataset import DatasetError
 from operating_platform.robots import make_robot
 
@@ -38,7 +39,8 @@ def _wait_for_capture(record: Record, interrupts: Interrupts) -> None:
 def _save(record: Record) -> None:
     meta = record.save()
     if not meta.frames:
-        log.info("Nothing captured in this episode; nothing saved.")
+        if record.error is None:
+            log.info("Nothing captured in this episode; nothing saved.")
     elif not meta.queued:
         log.info(
             f"✓ Saved episode {meta.episode_index} ({meta.frames} frames) in {meta.elapsed_ms / 1e3:.2f}s"
@@ -81,11 +83,16 @@ def _record_episodes(record: Record, episodes: int, episode_time_s: float, reset
             for n in range(episodes):
                 index = record.next_episode_index
                 log.info(f"Recording episode {index} ({n + 1}/{episodes}, {episode_time_s:g} s)")
-                record.start(max_frames=max(1, round(episode_time_s * record.fps)))
+                try:
+                    record.start(max_frames=max(1, round(episode_time_s * record.fps)))
+                except DiskFullError as exc:
+                    _error(f"{exc}; recording stopped before episode {index}")
+                    code = EXIT_FAILED
+                    break
                 _wait_for_capture(record, interrupts)
                 _save(record)
                 if record.error is not None:
-                    _error(f"{record.error}; recording stopped, the frames before it are saved")
+                    _error(_describe_capture_error(record.error, root))
                     code = EXIT_FAILED
                     break
                 if interrupts.requested.is_set():
@@ -104,9 +111,24 @@ def _record_episodes(record: Record, episodes: int, episode_time_s: float, reset
             record.robot.disconnect()
     meta = record.dataset.meta
     log.info(f"Done: {meta.total_episodes} episodes, {meta.total_frames} frames in {meta.root}")
-    if stats is not None and stats.failed and code == EXIT_OK:
+    if stats is not None and stats.kept and record.async_saver is not None and record.async_saver.disk_full:
+        _error(
+            f"the disk holding {root} is full: {stats.kept} episode(s) are kept in their journals; "
+            f"free space, then run `dorobot recover {root}`"
+        )
+    if stats is not None and (stats.failed or stats.kept) and code == EXIT_OK:
         code = EXIT_FAILED
     return code
+
+
+def _describe_capture_error(error: BaseException, root: object) -> str:
+    if is_disk_full(error):
+        what = str(error) if isinstance(error, DiskFullError) else f"the disk holding {root} is full"
+        return (
+            f"{what}; recording stopped. Every episode ended is kept; once space is freed, "
+            f"`dorobot recover {root}` finishes saving any left in their journals"
+        )
+    return f"{error}; recording stopped, the frames before it are saved"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

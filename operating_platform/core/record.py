@@ -23,6 +23,14 @@ from operating_platform.core.async_episode_saver import (
     SaveStats,
 )
 from operating_platform.core.record_config import ConfigError, RecordConfig
+from operating_platform.dataset.diskspace import (
+    MB,
+    DiskFullError,
+    check_room,
+    free_bytes,
+    low_water_bytes,
+    raw_bytes_per_second,
+)
 from operating_platform.dataset.dorobot_dataset import DoRobotDataset
 from operating_platform.robots.base import Robot
 
@@ -91,6 +99,8 @@ class Record:
                 max_retries=record_cfg.async_save_max_retries,
             )
         self._skip_keys = [k for k in robot.features if k not in dataset.features]
+        self._low_water = low_water_bytes(dataset.features, fps)
+        self._raw_rate = raw_bytes_per_second(dataset.features, fps)
         self.task = record_cfg.single_task
         self.stats = CaptureStats(fps)
         self.error: BaseException | None = None
@@ -131,6 +141,10 @@ class Record:
         if self.error is not None:
             raise RuntimeError(f"capture stopped after an error: {self.error}")
         if self.dataset.episode_journal is None:
+            # The journal holds the whole raw episode until it is committed.
+            needed = self._low_water + (max_frames or 0) * self._raw_rate // self.fps
+            length = f"a {max_frames / self.fps:g} s episode" if max_frames else "recording"
+            check_room(self.dataset.root, needed, length)
             self.stats = CaptureStats(self.fps)
             journal = self.dataset.open_episode(self.task)
             if self.async_saver is not None:
@@ -184,6 +198,13 @@ class Record:
             if self._stop_capture.is_set():
                 return False  # read after the operator ended the episode: not part of it
             frames = self.dataset.add_frame(frame, self.task, capture_time=time.time()) + 1
+        if frames % self.fps == 0:  # once a second: statvfs costs microseconds
+            free = free_bytes(self.dataset.root)
+            if free < self._low_water:
+                raise DiskFullError(
+                    f"the disk holding {self.dataset.root} is almost full ({free / MB:.0f} MB free, "
+                    f"recording needs at least {self._low_water / MB:.0f} MB)"
+                )
         return self._max_frames is None or frames < self._max_frames
 
     # -- ending episodes --------------------------------------------------------------------------
@@ -212,7 +233,15 @@ class Record:
             raise RuntimeError("save_async() needs use_async_save=true")
         started = time.perf_counter()
         index = self.next_episode_index
-        journal, closed, frames = self._end_episode(index)
+        journal = self.dataset.episode_journal
+        try:
+            _, closed, frames = self._end_episode(index)
+        except OSError as exc:  # e.g. no space left to mark the journal closed
+            if journal is not None:
+                self.async_saver.abandon(journal)
+            self.error = self.error or exc
+            log.error(f"[Record] Episode {index} could not be closed ({exc}); its frames stay in {journal}")
+            return EpisodeMetadata(index, 0, 0, False, (time.perf_counter() - started) * 1e3)
         if closed is None:
             if journal is not None:
                 self.async_saver.abandon(journal)

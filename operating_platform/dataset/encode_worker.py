@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from operating_platform import faults
+from operating_platform.dataset.diskspace import is_disk_full
 from operating_platform.dataset.finalize import encode_episode
 from operating_platform.dataset.lock import ENCODER_LOCK, FileLock
 from operating_platform.dataset.video import VideoSettings
@@ -73,7 +74,7 @@ def _run(jobs: Any, results: Any, parent_pid: int, niceness: int, dataset_root: 
                 still_wanted=parent_alive,
             )
         except Exception as exc:  # every failure is reported; the recorder retries from the journal
-            results.put(("failed", job.job_id, f"{type(exc).__name__}: {exc}"))
+            results.put(("failed", job.job_id, f"{type(exc).__name__}: {exc}", is_disk_full(exc)))
         else:
             results.put(("done", job.job_id, encoded))
 
@@ -82,7 +83,7 @@ class EncodeWorker:
     """Owns the encoder process: submit jobs, poll for messages, restart it if it died.
 
     Messages are tuples: `("started", job_id)`, `("progress", job_id, frames)`,
-    `("done", job_id, EncodedEpisode)` and `("failed", job_id, reason)`.
+    `("done", job_id, EncodedEpisode)` and `("failed", job_id, reason, disk_full)`.
     """
 
     def __init__(self, dataset_root: Path | None = None, niceness: int = DEFAULT_NICENESS) -> None:
@@ -134,7 +135,7 @@ class EncodeWorker:
         if job_id is None:
             return None
         cause = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        return ("failed", job_id, f"the encoder process died ({cause})")
+        return ("failed", job_id, f"the encoder process died ({cause})", False)
 
     def stop(self, timeout: float = 5.0) -> None:
         if self._process is None:

@@ -7,8 +7,10 @@ there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,13 @@ from typing import Any
 
 from operating_platform import faults
 from operating_platform.dataset.features import video_keys, with_default_features
-from operating_platform.dataset.fsutil import append_lines_durable, write_json_atomic
+from operating_platform.dataset.fsutil import (
+    append_lines_durable,
+    fsync_dir,
+    fsync_file,
+    temp_path,
+    write_json_atomic,
+)
 
 CODEBASE_VERSION = "v2.1"
 CHUNKS_SIZE = 1000
@@ -218,37 +226,62 @@ class DoRobotDatasetMetadata:
             return self._tasks.index(task)
 
     def commit_episode(self, record: EpisodeRecord) -> None:
-        """Publish an episode whose data files are already in place: JSONL lines, then info.json."""
+        """Publish an episode whose data files are already in place: JSONL lines, then info.json.
+
+        If any write fails (a full disk), the JSONL files are cut back to where they were and
+        nothing in memory changes: the dataset is exactly as before the call.
+        """
         with self._meta_lock:
             if record.episode_index != self.total_episodes:
                 raise DatasetError(
                     f"episode {record.episode_index} committed out of order (next is {self.total_episodes})"
                 )
             needed = max(self._tasks.index(t) for t in record.tasks) + 1
-            new_tasks = [
-                _jsonl_line({"task_index": i, "task": self._tasks[i]})
-                for i in range(self._committed_tasks, max(needed, self._committed_tasks))
-            ]
-            if new_tasks:
-                append_lines_durable(self.root / TASKS_PATH, new_tasks)
-                self._committed_tasks += len(new_tasks)
+            committed_tasks = max(needed, self._committed_tasks)
             episode = {"episode_index": record.episode_index, "tasks": record.tasks, "length": record.length}
-            append_lines_durable(self.root / EPISODES_PATH, [_jsonl_line(episode)])
             stats_line = {"episode_index": record.episode_index, "stats": record.stats}
-            append_lines_durable(self.root / EPISODES_STATS_PATH, [_jsonl_line(stats_line)])
+            appends = {
+                TASKS_PATH: [
+                    _jsonl_line({"task_index": i, "task": self._tasks[i]})
+                    for i in range(self._committed_tasks, committed_tasks)
+                ],
+                EPISODES_PATH: [_jsonl_line(episode)],
+                EPISODES_STATS_PATH: [_jsonl_line(stats_line)],
+            }
+            sizes = {rel: (self.root / rel).stat().st_size for rel in appends}
+            info = json.loads(json.dumps(self.info))
+            try:
+                for rel, lines in appends.items():
+                    if lines:
+                        append_lines_durable(self.root / rel, lines)
+                faults.pause("metadata")
+                self._set_counters(
+                    info, len(self._lengths) + 1, sum(self._lengths) + record.length, committed_tasks
+                )
+                for key, block in record.video_info.items():
+                    info["features"][key].setdefault("info", block)
+                tmp = temp_path(self.root / INFO_PATH)
+                tmp.write_text(json.dumps(info, indent=4, ensure_ascii=False), encoding="utf-8")
+                fsync_file(tmp)
+                os.replace(tmp, self.root / INFO_PATH)  # the commit point
+            except BaseException:
+                for rel, size in sizes.items():
+                    os.truncate(self.root / rel, size)
+                raise
+            # Committed. A failing directory fsync now only weakens durability against a power
+            # cut; undoing the JSONL lines would contradict the info.json readers already see.
+            with contextlib.suppress(OSError):
+                fsync_dir(self.root / "meta")
+            self.info = info
+            self._committed_tasks = committed_tasks
             self._lengths.append(record.length)
-            faults.pause("metadata")
-            self._write_info(record.video_info)
 
-    def _write_info(self, video_info: dict[str, dict[str, Any]]) -> None:
-        info = self.info
-        episodes = len(self._lengths)
+    @staticmethod
+    def _set_counters(info: dict[str, Any], episodes: int, frames: int, tasks: int) -> None:
+        """Set info.json's counters for `episodes` committed episodes."""
         info["total_episodes"] = episodes
-        info["total_frames"] = int(sum(self._lengths))
-        info["total_tasks"] = self._committed_tasks
-        info["total_videos"] = episodes * len(self.video_keys)
+        info["total_frames"] = int(frames)
+        info["total_tasks"] = tasks
+        info["total_videos"] = episodes * len(video_keys(info["features"]))
         info["total_chunks"] = math.ceil(episodes / info["chunks_size"])
         info["splits"] = {"train": f"0:{episodes}"}
-        for key, block in video_info.items():
-            info["features"][key].setdefault("info", block)
-        write_json_atomic(self.root / INFO_PATH, info)

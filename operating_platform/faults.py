@@ -3,11 +3,13 @@
 `DOROBOT_INJECT_FAULTS` holds comma-separated rules `POINT:EPISODE[:TIMES]`: the named point
 fails for that episode (its expected index), on its first TIMES attempts, or on every attempt
 when TIMES is left out. Example: `encode:1:1` makes the first encode of episode 1 fail, so its
-retry must succeed. Unset (always, in real use), `check` does nothing.
+retry must succeed. Points: `encode`, `crash` (the encoder process dies), `fsync` and `rename`
+(while publishing). Unset (always, in real use), `check` does nothing.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -15,8 +17,8 @@ ENV = "DOROBOT_INJECT_FAULTS"
 PAUSE_ENV = "DOROBOT_INJECT_PAUSES"
 
 
-class InjectedFault(RuntimeError):
-    """A failure raised on purpose by a fault-injection rule."""
+class InjectedFault(OSError):
+    """A failure raised on purpose by a fault-injection rule, shaped like an I/O error."""
 
 
 def check(point: str, episode: int, attempt: int) -> None:
@@ -30,7 +32,9 @@ def check(point: str, episode: int, attempt: int) -> None:
             continue
         times = int(parts[2]) if len(parts) > 2 else None
         if times is None or attempt < times:
-            raise InjectedFault(f"injected {point} failure (episode {episode}, attempt {attempt + 1})")
+            raise InjectedFault(
+                errno.EIO, f"injected {point} failure (episode {episode}, attempt {attempt + 1})"
+            )
 
 
 def pause(point: str) -> None:

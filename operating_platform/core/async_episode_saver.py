@@ -305,7 +305,10 @@ class AsyncEpisodeSaver:
                 if self._closing and head is None:
                     return
             if head is not None:
-                self._finish(head)
+                try:
+                    self._finish(head)
+                except Exception as exc:  # never let one episode stop the saver (stop() would hang)
+                    self._give_up(head, f"{type(exc).__name__}: {exc}")
 
     def _handle(self, message: tuple) -> None:
         kind, job_id, *rest = message
@@ -393,7 +396,7 @@ class AsyncEpisodeSaver:
             self._set_aside(task)
             return
         try:
-            index = commit_episode(task.journal, task.encoded, self.meta)
+            index = commit_episode(task.journal, task.encoded, self.meta, task.attempts)
         except Exception as exc:  # the journal is untouched: retry from it like a failed encode
             with self._changed:
                 task.encoded = None
@@ -409,6 +412,17 @@ class AsyncEpisodeSaver:
             self._done.append(task)
             self._changed.notify_all()
         log.info(f"{PREFIX} ✓ Episode {index} saved successfully in {elapsed:.2f}s (frames={task.frames})")
+
+    def _give_up(self, task: EpisodeSaveTask, reason: str) -> None:
+        """Last resort when even setting an episode aside failed (its journal vanished?)."""
+        with self._changed:
+            task.state = EpisodeState.FAILED
+            task.error = reason
+            if task in self._order:
+                self._order.remove(task)
+            self._done.append(task)
+            self._changed.notify_all()
+        log.error(f"{PREFIX} ✗ Episode {task.expected_index} could not be saved or set aside: {reason}")
 
     def _set_aside(self, task: EpisodeSaveTask) -> None:
         failed_dir = self.meta.private_dir / "failed" / task.journal.name

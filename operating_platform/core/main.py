@@ -10,6 +10,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from operating_platform.core.async_episode_saver import SaverStatus
 from operating_platform.core.configs import ControlPipelineConfig, parse_config
@@ -32,7 +33,7 @@ def _error(message: str) -> None:
 
 def _wait_for_capture(record: Record, interrupts: Interrupts) -> None:
     """Wait until the episode is complete, capture stopped on an error, or a stop is requested."""
-    while record.capturing and not interrupts.wait(0.02):
+    while record.capturing and not interrupts.wait(0.02) and not record.check_stalled():
         pass
 
 
@@ -121,7 +122,9 @@ def _record_episodes(record: Record, episodes: int, episode_time_s: float, reset
     return code
 
 
-def _describe_capture_error(error: BaseException, root: object) -> str:
+def _describe_capture_error(error: BaseException, root: Path) -> str:
+    if not root.exists():
+        return f"the dataset folder {root} disappeared while recording; recording stopped"
     if is_disk_full(error):
         what = str(error) if isinstance(error, DiskFullError) else f"the disk holding {root} is full"
         return (
@@ -142,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return record_session(cfg)
     except (DatasetError, ConfigError) as exc:
         _error(str(exc))
+        return EXIT_FAILED
+    except OSError as exc:  # a folder that cannot be written, a device that vanished, ...
+        where = f" ({exc.filename})" if exc.filename else ""
+        _error(f"{exc.strerror or exc}{where}")
         return EXIT_FAILED
 
 

@@ -38,6 +38,12 @@ __all__ = ["CaptureStats", "ConfigError", "EpisodeMetadata", "Record", "RecordCo
 
 log = logging.getLogger("operating_platform.record")
 
+STALL_TIMEOUT_S = 2.0
+
+
+class CaptureStalled(RuntimeError):
+    """The robot stopped delivering frames."""
+
 
 @dataclass
 class CaptureStats:
@@ -110,6 +116,7 @@ class Record:
         # for at most one journal write, never for a robot read.
         self._episode_lock = threading.Lock()
         self._max_frames: int | None = None
+        self._read_started: float | None = None  # while robot.capture() runs
 
     # -- capture ------------------------------------------------------------------------------
 
@@ -191,7 +198,9 @@ class Record:
 
     def _tick(self) -> bool:
         """Capture and journal one frame; False once the episode is complete or ended."""
+        self._read_started = time.monotonic()
         frame = self.robot.capture()
+        self._read_started = None
         for key in self._skip_keys:
             frame.pop(key, None)
         with self._episode_lock:
@@ -206,6 +215,22 @@ class Record:
                     f"recording needs at least {self._low_water / MB:.0f} MB)"
                 )
         return self._max_frames is None or frames < self._max_frames
+
+    def check_stalled(self, timeout_s: float = STALL_TIMEOUT_S) -> bool:
+        """If the robot has not returned a frame for `timeout_s`, stop capture with an error.
+
+        A camera that stops delivering frames usually blocks its read rather than failing it;
+        the stuck read is abandoned (the thread is a daemon) and every frame before it is kept.
+        """
+        started = self._read_started
+        if started is None or not self.capturing or time.monotonic() - started < timeout_s:
+            return False
+        self.error = self.error or CaptureStalled(
+            f"no frame from the robot for {timeout_s:g} s (a camera or the arm stopped answering)"
+        )
+        self._stop_capture.set()
+        self._thread = None
+        return True
 
     # -- ending episodes --------------------------------------------------------------------------
 

@@ -122,7 +122,9 @@ def _parquet_table(columns: dict[str, np.ndarray], features: dict[str, dict[str,
 COMMIT_FILE = "commit.json"
 
 
-def commit_episode(journal_dir: Path, encoded: EncodedEpisode, meta: DoRobotDatasetMetadata) -> int:
+def commit_episode(
+    journal_dir: Path, encoded: EncodedEpisode, meta: DoRobotDatasetMetadata, attempt: int = 0
+) -> int:
     """Publish an encoded episode as the dataset's next episode; returns its index.
 
     Everything slow (writing, fsync) happens under hidden names first; the visible steps that
@@ -146,8 +148,10 @@ def commit_episode(journal_dir: Path, encoded: EncodedEpisode, meta: DoRobotData
     for _, final in moves:
         final.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(_parquet_table(columns, meta.features), moves[0][0], compression="snappy")
+    faults.check("fsync", episode_index, attempt)
     for tmp, _ in moves:
         fsync_file(tmp)
+    faults.check("rename", episode_index, attempt)
     for tmp, final in moves:
         os.replace(tmp, final)
     for parent in {final.parent for _, final in moves}:

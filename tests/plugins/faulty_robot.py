@@ -5,6 +5,7 @@ Loaded by the recorder through DOROBOT_PLUGINS=faulty_robot, the way a user adds
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,7 @@ from operating_platform.robots import RobotConfig, SimRobot, SimRobotConfig
 @dataclass
 class FaultySimConfig(SimRobotConfig):
     fail_at: int = 20
-    fault: str = "nan"  # nan | shape | dtype
+    fault: str = "nan"  # nan | shape | dtype | hang | raise
 
 
 class FaultySim(SimRobot):
@@ -34,6 +35,10 @@ class FaultySim(SimRobot):
                 frame["observation.state"][2] = np.nan
             elif self.config.fault == "shape":
                 frame["action"] = frame["action"][:5]
+            elif self.config.fault == "hang":  # a camera that stops delivering frames
+                time.sleep(3600)
+            elif self.config.fault == "raise":
+                raise OSError(5, "camera read failed")
             elif self.config.fault == "dtype":
                 frame["observation.images.image_top"] = frame["observation.images.image_top"].astype(
                     np.float32

@@ -1,0 +1,144 @@
+"""Faults other than kills: each gets a one-line explanation, a non-zero exit where it stops the
+session, and no further damage."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from operating_platform.dataset.dorobot_dataset import DoRobotDataset
+from operating_platform.dataset.recovery import recover_dataset
+from operating_platform.robots import SimRobotConfig, make_robot
+from tests.conftest import FAST, assert_valid, run_record
+
+
+def _record(root: Path, *flags: str, episodes: int = 3, env: dict | None = None):
+    return run_record(
+        *FAST,
+        "--record.repo_id=lab/faults",
+        f"--record.root={root}",
+        f"--record.num_episodes={episodes}",
+        "--record.episode_time_s=1",
+        *flags,
+        env=env,
+    )
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("point", ["rename", "fsync"])
+def test_failed_publish_step_is_retried(tmp_path: Path, point: str) -> None:
+    root = tmp_path / "ds"
+    proc = _record(root, env={"DOROBOT_INJECT_FAULTS": f"{point}:1:1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"injected {point} failure" in proc.stdout and "retrying in 2s" in proc.stdout
+    assert "Save stats: queued=3 completed=3 failed=0" in proc.stdout
+    assert_valid(root, episodes=3)
+
+
+@pytest.mark.parametrize(
+    ("fault", "says"), [("hang", "no frame from the robot"), ("raise", "camera read failed")]
+)
+def test_camera_that_stops_delivering_frames(tmp_path: Path, fault: str, says: str) -> None:
+    root = tmp_path / "ds"
+    proc = _record(
+        root,
+        "--robot.type=faulty_sim",
+        f"--robot.fault={fault}",
+        "--robot.fail_at=40",
+        "--robot.camera_width=160",
+        "--robot.camera_height=120",
+        episodes=5,
+        env={"DOROBOT_PLUGINS": "faulty_robot"},
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    errors = _error_lines(proc.stderr)
+    assert len(errors) == 1 and says in errors[0], proc.stderr
+    assert_valid(root, episodes=2)
+    assert json.loads((root / "meta/info.json").read_text())["total_frames"] == 40
+
+
+@pytest.fixture
+def read_only_disk(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)]).returncode != 0:
+        pytest.fail("cannot mount a tmpfs")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_read_only_dataset_folder(read_only_disk: Path) -> None:
+    root = read_only_disk / "ds"
+    assert _record(root, episodes=1).returncode == 0
+    before = sorted(p.name for p in root.rglob("*"))
+    subprocess.run(["mount", "-o", "remount,ro", str(read_only_disk)], check=True)
+    for target, flags in ((root, ["--record.resume=true"]), (read_only_disk / "new", [])):
+        proc = _record(target, *flags, episodes=1)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        errors = _error_lines(proc.stderr)
+        assert len(errors) == 1 and "Read-only file system" in errors[0], proc.stderr
+    assert sorted(p.name for p in root.rglob("*")) == before
+    assert_valid(root, episodes=1)
+
+
+def test_dataset_folder_vanishing_while_recording(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "operating_platform.core.main",
+            *FAST,
+            "--record.repo_id=lab/faults",
+            f"--record.root={root}",
+            "--record.num_episodes=100",
+            "--record.episode_time_s=0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)
+    subprocess.run(["rm", "-rf", str(root)], check=True)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out + err
+    assert "Traceback" not in out + err
+    errors = _error_lines(err)
+    assert len(errors) == 1 and "disappeared while recording" in errors[0], err
+
+
+def test_corrupt_journal_is_set_aside_whole(tmp_path: Path) -> None:
+    robot = make_robot(SimRobotConfig(camera_width=64, camera_height=48))
+    robot.connect()
+    ds = DoRobotDataset.create("lab/faults", tmp_path / "ds", 30, robot.robot_type, robot.features)
+    for _ in range(12):
+        ds.add_frame(robot.capture(), "t")
+    assert ds.save_episode() == 0
+    for _ in range(12):
+        ds.add_frame(robot.capture(), "t")
+    journal = ds.close_episode(1)
+    ds.close()
+    segment = journal / "observation.images.image_top" / "seg_000000.raw"
+    data = bytearray(segment.read_bytes())
+    data[5000] ^= 0xFF
+    segment.write_bytes(bytes(data))
+
+    lines: list[str] = []
+    report = recover_dataset(tmp_path / "ds", say=lines.append)
+    assert report.committed == [] and len(report.set_aside) == 1
+    assert any("cannot be committed" in line and "damaged" in line for line in lines), lines
+    kept = report.set_aside[0]
+    assert (kept / "rows.log").stat().st_size == 12 * 72 and "damaged" in (kept / "error.txt").read_text()
+    assert_valid(tmp_path / "ds", episodes=1)
+    assert not recover_dataset(tmp_path / "ds").changed

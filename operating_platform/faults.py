@@ -15,6 +15,7 @@ import time
 
 ENV = "DOROBOT_INJECT_FAULTS"
 PAUSE_ENV = "DOROBOT_INJECT_PAUSES"
+CRASH_ENV = "DOROBOT_INJECT_CRASH"
 
 
 class InjectedFault(OSError):
@@ -49,3 +50,16 @@ def pause(point: str) -> None:
         name, _, seconds = rule.strip().partition("=")
         if name == point:
             time.sleep(float(seconds))
+
+
+def crash_after(episode: int, attempt: int, frames: int) -> bool:
+    """True once `DOROBOT_INJECT_CRASH=EPISODE:FRAMES` asks the encoder to die at this point.
+
+    Only on an episode's first attempt, so that the retry shows what a crash mid-episode
+    leaves behind is enough to finish it.
+    """
+    spec = os.environ.get(CRASH_ENV)
+    if not spec or attempt:
+        return False
+    wanted_episode, _, wanted_frames = spec.partition(":")
+    return int(wanted_episode) == episode and frames >= int(wanted_frames)

@@ -148,8 +148,10 @@ class Record:
         if self.error is not None:
             raise RuntimeError(f"capture stopped after an error: {self.error}")
         if self.dataset.episode_journal is None:
-            # The journal holds the whole raw episode until it is committed.
-            needed = self._low_water + (max_frames or 0) * self._raw_rate // self.fps
+            # Saving in the background, the journal only holds the encoder's lag; saving at the
+            # end, it holds the whole raw episode.
+            seconds = (max_frames or 0) / self.fps if self.async_saver is None else 0
+            needed = self._low_water + int(seconds * self._raw_rate)
             length = f"a {max_frames / self.fps:g} s episode" if max_frames else "recording"
             check_room(self.dataset.root, needed, length)
             self.stats = CaptureStats(self.fps)

@@ -70,13 +70,19 @@ def _run(jobs: Any, results: Any, parent_pid: int, niceness: int, dataset_root: 
                 job.staging,
                 job.video,
                 follow=True,
-                on_progress=lambda n, job_id=job.job_id: results.put(("progress", job_id, n)),
+                on_progress=lambda n, job=job: _progress(results, job, n),
                 still_wanted=parent_alive,
             )
         except Exception as exc:  # every failure is reported; the recorder retries from the journal
             results.put(("failed", job.job_id, f"{type(exc).__name__}: {exc}", is_disk_full(exc)))
         else:
             results.put(("done", job.job_id, encoded))
+
+
+def _progress(results: Any, job: EncodeJob, frames: int) -> None:
+    if faults.crash_after(job.episode, job.attempt, frames):
+        os.kill(os.getpid(), signal.SIGKILL)
+    results.put(("progress", job.job_id, frames))
 
 
 class EncodeWorker:

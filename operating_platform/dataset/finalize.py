@@ -28,7 +28,13 @@ from operating_platform.dataset.fsutil import fsync_dir, fsync_file, temp_path, 
 from operating_platform.dataset.journal import JournalError, JournalReader
 from operating_platform.dataset.metadata import DoRobotDatasetMetadata, EpisodeRecord
 from operating_platform.dataset.stats import ImageStatsAccumulator, numeric_stats, stats_to_json
-from operating_platform.dataset.video import VideoEncoder, VideoSettings, probe_video_info
+from operating_platform.dataset.video import (
+    VideoEncoder,
+    VideoSettings,
+    count_decodable,
+    decode_frames,
+    probe_video_info,
+)
 
 
 @dataclass
@@ -53,26 +59,44 @@ def encode_episode(
     """Encode every camera of a journal into `staging_dir`; touches nothing in the dataset.
 
     With `follow`, the journal may still be recording: frames are encoded as they are
-    captured and the call returns once the episode is closed and fully encoded.
+    captured and the call returns once the episode is closed and fully encoded. Raw segments
+    are released from the journal as soon as every camera's encoded copy of them is durable,
+    so the journal holds only the encoder's lag. An attempt that starts after some were
+    released (a retry, or recovery) rebuilds each video from the encoded part and the raw
+    remainder.
     """
     reader = JournalReader(journal_dir)
     if not follow and reader.closed is None:
         raise JournalError(f"{journal_dir}: the episode was not closed")
-    if staging_dir.exists():
-        shutil.rmtree(staging_dir)  # a previous attempt's leftovers; the journal is the truth
-    staging_dir.mkdir(parents=True)
+    released = reader.released_frames()
+    sources: dict[str, Path] = {}
+    if released == 0:
+        if staging_dir.exists():
+            shutil.rmtree(staging_dir)  # a previous attempt's leftovers; the journal is the truth
+        staging_dir.mkdir(parents=True)
+    else:
+        sources = {key: _encoded_source(staging_dir, key, released) for key in reader.video_keys}
     encoders: dict[str, VideoEncoder] = {}
-    cursors = {key: reader.cursor(key) for key in reader.video_keys}
-    accumulators = {key: ImageStatsAccumulator() for key in reader.video_keys}
+    accumulators: dict[str, ImageStatsAccumulator] = {}
+    cursors = {key: reader.cursor(key, start=released) for key in reader.video_keys}
     try:
         for key in reader.video_keys:
-            height, width, _ = reader.frame_shape(key)
-            encoders[key] = VideoEncoder(staging_dir / f"{key}.mp4", width, height, reader.fps, video)
-        for i in reader.follow(still_wanted=still_wanted):
+            shape = reader.frame_shape(key)
+            encoders[key] = VideoEncoder(staging_dir / f"{key}.mp4", shape[1], shape[0], reader.fps, video)
+            accumulators[key] = ImageStatsAccumulator(shape, log=staging_dir / f"{key}.stats", keep=released)
+            if released:
+                for frame in decode_frames(sources[key], released):
+                    encoders[key].encode(frame)
+        next_release = released // reader.segment_frames
+        for i in reader.follow(still_wanted=still_wanted, start=released):
             for key, encoder in encoders.items():
                 frame = cursors[key].read()
                 encoder.encode(frame)
                 accumulators[key].add(frame)
+            durable = min((e.durable_frames for e in encoders.values()), default=0)
+            while (next_release + 1) * reader.segment_frames <= durable:
+                reader.release_segment(next_release)
+                next_release += 1
             if on_progress is not None and i % 15 == 14:
                 on_progress(i + 1)
         for encoder in encoders.values():
@@ -82,8 +106,10 @@ def encode_episode(
             encoder.abort()
         raise
     finally:
-        for cursor in cursors.values():
-            cursor.close()
+        for item in [*cursors.values(), *accumulators.values()]:
+            item.close()
+    for source in sources.values():
+        source.unlink(missing_ok=True)
     length = int(reader.closed["frames"])  # type: ignore[index] - follow() returns once closed
     encoded = EncodedEpisode(length, reader.task)
     for key, encoder in encoders.items():
@@ -91,6 +117,24 @@ def encode_episode(
         encoded.video_info[key] = probe_video_info(encoder.path)
         encoded.image_stats[key] = accumulators[key].stats(length)
     return encoded
+
+
+def _encoded_source(staging_dir: Path, key: str, released: int) -> Path:
+    """The staged video holding the first `released` frames of `key`, moved aside to read from.
+
+    It is the last attempt's output, or, if that attempt was itself rebuilding, the file it was
+    rebuilding from: whichever decodes far enough.
+    """
+    current, previous = staging_dir / f"{key}.mp4", staging_dir / f"{key}.partial.mp4"
+    for candidate in (current, previous):
+        if candidate.exists() and count_decodable(candidate) >= released:
+            if candidate != previous:
+                os.replace(candidate, previous)
+            return previous
+    raise JournalError(
+        f"{staging_dir}: the encoded copy of the first {released} frames of {key} is missing, "
+        "and their raw pixels were already released"
+    )
 
 
 def _default_columns(length: int, fps: int, episode_index: int, start: int, task_index: int) -> dict:
@@ -151,20 +195,27 @@ def commit_episode(
     faults.check("fsync", episode_index, attempt)
     for tmp, _ in moves:
         fsync_file(tmp)
-    faults.check("rename", episode_index, attempt)
-    for tmp, final in moves:
-        os.replace(tmp, final)
-    for parent in {final.parent for _, final in moves}:
-        fsync_dir(parent)
-    faults.pause("publish")
-
-    stats = {**encoded.image_stats, **{k: numeric_stats(v) for k, v in columns.items()}}
-    ordered = {k: stats[k] for k in meta.features}
-    meta.commit_episode(
-        EpisodeRecord(
-            episode_index, encoded.length, [encoded.task], stats_to_json(ordered), encoded.video_info
+    try:
+        faults.check("rename", episode_index, attempt)
+        for tmp, final in moves:
+            os.replace(tmp, final)
+        for parent in {final.parent for _, final in moves}:
+            fsync_dir(parent)
+        faults.pause("publish")
+        stats = {**encoded.image_stats, **{k: numeric_stats(v) for k, v in columns.items()}}
+        ordered = {k: stats[k] for k in meta.features}
+        meta.commit_episode(
+            EpisodeRecord(
+                episode_index, encoded.length, [encoded.task], stats_to_json(ordered), encoded.video_info
+            )
         )
-    )
+    except BaseException:
+        # Not committed: put the videos back in staging (their raw frames may be released,
+        # so they can be the only copy) and take the parquet away again.
+        for tmp, final in moves:
+            if final.exists() and not tmp.exists():
+                os.replace(final, tmp)
+        raise
     return episode_index
 
 

@@ -249,13 +249,34 @@ class JournalReader:
                 self.closed = json.loads((self.path / CLOSED_FILE).read_text(encoding="utf-8"))
         return self.closed
 
-    def follow(self, poll_s: float = 0.02, still_wanted: Callable[[], bool] = lambda: True) -> Iterator[int]:
+    def released_frames(self) -> int:
+        """Frames whose raw pixels were released (their encoded copy is safe in staging).
+
+        Segments are released in order, for all cameras together; a kill in the middle of a
+        release can leave one camera a segment behind, so the furthest camera counts.
+        """
+        released = 0
+        for key in self.video_keys:
+            segments = self._segments(key)
+            if segments:
+                first = int(segments[0].stem.split("_")[1])
+                released = max(released, first * self.segment_frames)
+        return released
+
+    def release_segment(self, segment: int) -> None:
+        """Delete every camera's raw segment `segment` (its frames are encoded and durable)."""
+        for key in self.video_keys:
+            (self.path / key / f"seg_{segment:06d}.raw").unlink(missing_ok=True)
+
+    def follow(
+        self, poll_s: float = 0.02, still_wanted: Callable[[], bool] = lambda: True, start: int = 0
+    ) -> Iterator[int]:
         """Yield frame indices as they become complete, until the journal is closed and all are yielded.
 
         Used to encode an episode while it is being recorded. `still_wanted` is polled while
         waiting, so a follower can give up (its parent died, the episode was discarded).
         """
-        done = 0
+        done = start
         while True:
             if not still_wanted():
                 raise JournalError(f"{self.path}: no longer wanted")
@@ -274,15 +295,19 @@ class JournalReader:
                 return
             time.sleep(poll_s)
 
-    def cursor(self, video_key: str) -> FrameCursor:
-        return FrameCursor(self, video_key)
+    def cursor(self, video_key: str, start: int = 0) -> FrameCursor:
+        return FrameCursor(self, video_key, start)
 
     def complete_frames(self) -> int:
-        """Frames whose row and every camera image are intact: what can be published."""
+        """Frames whose row and every camera image are intact (raw, or released once encoded)."""
         count = self.read_rows().frames
+        released = self.released_frames()
         for key in self.video_keys:
             size = int(np.prod(self.frame_shape(key)))
-            count = min(count, sum(1 for seg in self._segments(key) for _ in _scan_records(seg, size)))
+            segments = [
+                s for s in self._segments(key) if int(s.stem.split("_")[1]) * self.segment_frames >= released
+            ]
+            count = min(count, released + sum(1 for seg in segments for _ in _scan_records(seg, size)))
         return count
 
 
@@ -294,12 +319,12 @@ class FrameCursor:
     encoder process would then grow by a frame's size per frame read.
     """
 
-    def __init__(self, reader: JournalReader, video_key: str) -> None:
+    def __init__(self, reader: JournalReader, video_key: str, start: int = 0) -> None:
         self.dir = reader.path / video_key
         self.shape = reader.frame_shape(video_key)
         self.size = int(np.prod(self.shape))
         self.segment_frames = reader.segment_frames
-        self.next = 0
+        self.next = start
         self._file: Any = None
         self._buffer = bytearray(_RECORD.size + self.size)
         self._payload = memoryview(self._buffer)[_RECORD.size :]

@@ -16,6 +16,7 @@ Running it twice changes nothing the second time. Each step is reported, episode
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -117,10 +118,21 @@ def _trim_jsonl(root: Path, info: dict, act: Callable[[str], None]) -> None:
 
 
 def _roll_back_uncounted_files(meta: DoRobotDatasetMetadata, act: Callable[[str], None]) -> None:
-    """Delete what the dataset does not count: a half-published episode, temporary files."""
+    """Take away what the dataset does not count: a half-published episode, temporary files.
+
+    A half-published episode's videos go back to its journal's staging, where they may be the
+    only copy of frames whose raw pixels were already released; anything else is deleted.
+    """
     expected = {meta.data_path(i) for i in range(meta.total_episodes)}
-    for key in video_keys(meta.features):
+    keys = video_keys(meta.features)
+    for key in keys:
         expected |= {meta.video_path(i, key) for i in range(meta.total_episodes)}
+    committing = _journals_being_committed(meta)
+    returns = {
+        meta.video_path(index, key): staging_dir_for(meta, journal) / f"{key}.mp4"
+        for index, journal in committing.items()
+        for key in keys
+    }
     for top in ("data", "videos", "meta"):
         base = meta.root / top
         if not base.exists():
@@ -129,8 +141,26 @@ def _roll_back_uncounted_files(meta: DoRobotDatasetMetadata, act: Callable[[str]
             is_meta = top == "meta" and not path.name.startswith(".")
             if path in expected or is_meta:
                 continue
-            path.unlink()
-            act(f"{path.relative_to(meta.root)}: removed (not part of any committed episode)")
+            rel = path.relative_to(meta.root)
+            if path in returns and not returns[path].exists():
+                returns[path].parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, returns[path])
+                act(f"{rel}: not committed; moved back to staging to be committed again")
+            else:
+                path.unlink()
+                act(f"{rel}: removed (not part of any committed episode)")
+
+
+def _journals_being_committed(meta: DoRobotDatasetMetadata) -> dict[int, Path]:
+    """Episode index -> journal, for journals whose commit did not reach info.json."""
+    found = {}
+    for journal in _journals_in_order(meta.private_dir / "journal"):
+        marker = journal / COMMIT_FILE
+        if marker.exists():
+            index = json.loads(marker.read_text(encoding="utf-8"))["episode_index"]
+            if index >= meta.total_episodes:
+                found[index] = journal
+    return found
 
 
 def _journals_in_order(journal_root: Path) -> list[Path]:

@@ -7,6 +7,8 @@ frames, each subsampled by an integer stride, reduced per channel and scaled to 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +46,7 @@ def numeric_stats(values: np.ndarray) -> dict[str, np.ndarray]:
 
 _CHANNEL_OFFSETS = np.array([0, 256, 512], dtype=np.uint16)
 _LEVELS = np.arange(256, dtype=np.int64)
+_ROW_BYTES = 4 * 3 * 8
 
 
 class ImageStatsAccumulator:
@@ -53,15 +56,31 @@ class ImageStatsAccumulator:
     a few exact integers per channel (min, max, sum, sum of squares of its subsampled pixels),
     96 bytes, and `stats(length)` combines the sampled ones. The result equals a direct
     computation over the sampled frames, without holding any of them.
+
+    With `log`, every row is also appended to that file as it is computed, so that once a
+    frame's raw pixels are released its statistics survive a crash; `keep` resumes from the
+    first `keep` rows of an existing log.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shape: tuple[int, ...], log: Path | None = None, keep: int = 0) -> None:
+        small = downsample(np.empty(shape, dtype=np.uint8))
+        self._pixels = small.shape[0] * small.shape[1]
         # One array grown by doubling, not a small array per frame: thousands of long-lived
         # small allocations between the encoder's large buffers fragment the heap, and the
         # process would grow by about a frame's size per frame.
-        self._per_frame = np.empty((1024, 4, 3), dtype=np.int64)
+        self._per_frame = np.empty((max(1024, keep), 4, 3), dtype=np.int64)
         self._frames = 0
-        self._pixels = 0
+        self._log: int | None = None
+        if log is not None:
+            if keep:
+                rows = np.fromfile(log, dtype=np.int64, count=keep * 12)
+                if rows.size < keep * 12:
+                    raise ValueError(f"{log}: statistics of only {rows.size // 12} of {keep} frames")
+                self._per_frame[:keep] = rows.reshape(keep, 4, 3)
+                self._frames = keep
+            self._log = os.open(log, os.O_WRONLY | os.O_CREAT, 0o644)
+            os.ftruncate(self._log, keep * _ROW_BYTES)
+            os.lseek(self._log, 0, os.SEEK_END)
 
     def add(self, frame: np.ndarray) -> None:
         small = downsample(frame)
@@ -69,13 +88,19 @@ class ImageStatsAccumulator:
         # four numbers exactly, several times faster than reducing the pixels four times.
         hist = np.bincount((small + _CHANNEL_OFFSETS).reshape(-1), minlength=768).reshape(3, 256)
         present = hist > 0
-        self._pixels = small.shape[0] * small.shape[1]
         if self._frames == len(self._per_frame):
             self._per_frame = np.concatenate([self._per_frame, np.empty_like(self._per_frame)])
         row = self._per_frame[self._frames]
         row[0], row[1] = present.argmax(1), 255 - present[:, ::-1].argmax(1)
         row[2], row[3] = hist @ _LEVELS, hist @ _LEVELS**2
+        if self._log is not None:
+            os.write(self._log, row.tobytes())
         self._frames += 1
+
+    def close(self) -> None:
+        if self._log is not None:
+            os.close(self._log)
+            self._log = None
 
     def __len__(self) -> int:
         return self._frames

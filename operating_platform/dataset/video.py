@@ -46,12 +46,20 @@ def check_encoder(vcodec: str) -> None:
 class VideoEncoder:
     """Encodes RGB frames into an MP4 at `path`, frame i at time i/fps.
 
-    The file is complete only after `close()`; callers write to a temporary name and publish it.
+    The file is written as a fragmented MP4 while encoding, flushed out of the process at every
+    keyframe, and becomes a regular MP4 on `close()`. So a killed process leaves a file whose
+    first `durable_frames` frames decode: the raw copies of those frames may be released.
     """
 
     def __init__(self, path: Path, width: int, height: int, fps: int, settings: VideoSettings) -> None:
         self.path = Path(path)
-        self._container = av.open(str(self.path), mode="w", format="mp4")
+        self._container = av.open(
+            str(self.path),
+            mode="w",
+            format="mp4",
+            # negative_cts_offsets: with B-frames, a fragmented file would otherwise start at 1/fps.
+            options={"movflags": "hybrid_fragmented+negative_cts_offsets", "flush_packets": "1"},
+        )
         try:
             stream = self._container.add_stream(settings.vcodec, rate=fps, options=settings.codec_options())
             stream.width = width
@@ -63,25 +71,36 @@ class VideoEncoder:
             raise
         self._stream = stream
         self.frames = 0
+        self.durable_frames = 0
+        self._next_pts = 0  # packets arriving in display order; anything else disables release
 
     def encode(self, rgb: Any) -> None:
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         frame.pts = self.frames
-        self._container.mux(self._stream.encode(frame))
+        self._mux(self._stream.encode(frame))
         self.frames += 1
+
+    def _mux(self, packets: list) -> None:
+        for packet in packets:
+            in_order = packet.pts == self._next_pts
+            self._next_pts = packet.pts + 1 if in_order and self._next_pts >= 0 else -1
+            # A keyframe starts a new fragment: everything before it has been written out.
+            if packet.is_keyframe and self._next_pts >= 0:
+                self.durable_frames = packet.pts
+            self._container.mux(packet)
 
     def close(self) -> None:
         """Flush the encoder and write the container's index."""
         try:
-            self._container.mux(self._stream.encode(None))
+            self._mux(self._stream.encode(None))
         finally:
             self._container.close()
+        self.durable_frames = self.frames
 
     def abort(self) -> None:
-        # The file is being thrown away; its close errors do not matter.
+        """Stop after a failure. The file is kept: its durable frames may be their only copy."""
         with contextlib.suppress(Exception):
             self._container.close()
-        self.path.unlink(missing_ok=True)
 
 
 def probe_video_info(path: Path) -> dict[str, Any]:
@@ -101,3 +120,25 @@ def probe_video_info(path: Path) -> dict[str, Any]:
             "video.channels": 3,
             "has_audio": any(s.type == "audio" for s in container.streams),
         }
+
+
+def decode_frames(path: Path, count: int) -> Any:
+    """Yield the first `count` frames of a (possibly cut-off) video as RGB arrays."""
+    with av.open(str(path)) as container:
+        decoded = 0
+        for frame in container.decode(video=0):
+            if decoded == count:
+                return
+            yield frame.to_ndarray(format="rgb24")
+            decoded += 1
+    if decoded < count:
+        raise ValueError(f"{path}: only {decoded} of {count} encoded frames can be decoded")
+
+
+def count_decodable(path: Path) -> int:
+    """How many frames of a (possibly cut-off) video decode."""
+    try:
+        with av.open(str(path)) as container:
+            return sum(1 for _ in container.decode(video=0))
+    except (av.error.FFmpegError, OSError):
+        return 0

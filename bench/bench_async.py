@@ -75,7 +75,7 @@ class Sampler(threading.Thread):
                 self.peak["journal_mb"] = max(self.peak["journal_mb"], _dir_mb(journal))
 
 
-def run_scenario(mode: str, cameras: int, episode_s: float, episodes: int) -> dict:
+def run_scenario(mode: str, cameras: int, episode_s: float, episodes: int, **video: str) -> dict:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         robot = make_robot(SimRobotConfig(num_cameras=cameras))
         cfg = RecordConfig(
@@ -151,9 +151,13 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, default=3)
     parser.add_argument("--episode-s", type=float, default=30)
     parser.add_argument("--episodes", type=int, default=4)
+    parser.add_argument("--vcodec", default="libx264")
+    parser.add_argument("--preset", default="ultrafast")
+    parser.add_argument("--crf", type=int, default=23)
     args = parser.parse_args()
     if args.command == "run":
-        print(json.dumps(run_scenario(args.mode, args.cameras, args.episode_s, args.episodes)))
+        video = {"vcodec": args.vcodec, "preset": args.preset, "crf": args.crf}
+        print(json.dumps(run_scenario(args.mode, args.cameras, args.episode_s, args.episodes, **video)))
         return
     print("mode  setup              | save() p50 p99 max       | tick lateness p50 p99 max | ...")
     for mode, cams, seconds, episodes in QUICK if args.quick else FULL:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,11 +45,81 @@ def run_record(
     )
 
 
+# Three full-size cameras on x264's slowest preset: encoding cannot keep up with capture, so
+# saves are still pending when a session ends.
+SLOW_ENCODING = [
+    "--robot.num_cameras=3",
+    "--robot.camera_width=640",
+    "--robot.camera_height=480",
+    "--record.preset=veryslow",
+]
+QUEUED = re.compile(r"Queued episode (\d+) \(queue_pos=\d+, frames=(\d+)")
+
+
+def queued_episodes(output: str) -> dict[int, int]:
+    """Episode index -> frames, for every save the recorder announced in `output`."""
+    return {int(i): int(f) for i, f in QUEUED.findall(output)}
+
+
+def start_record(*flags: str) -> subprocess.Popen:
+    """Start the recorder in the background, its output readable line by line."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "operating_platform.core.main", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(PLUGINS_DIR)},
+    )
+
+
+def wait_for_line(proc: subprocess.Popen, pattern: str, seen: list[str], timeout: float = 60) -> None:
+    """Read the process's output into `seen` until a line matches `pattern`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if re.search(pattern, line):
+            return
+    raise AssertionError(f"{pattern!r} never printed:\n{''.join(seen)}")
+
+
+def run_recover(root: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "operating_platform.cli", "recover", str(root), *flags],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def episode_lengths(root: Path) -> list[int]:
+    path = root / "meta" / "episodes.jsonl"
+    return [json.loads(line)["length"] for line in path.read_text().splitlines()] if path.exists() else []
+
+
 def assert_valid(root: Path, episodes: int | None = None) -> None:
     report = verify_dataset(root)
     assert report.ok, "\n".join(report.problems)
     if episodes is not None:
         assert report.episodes == episodes
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 96 MB tmpfs, as a disk that can fill up or be made read-only."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mnt)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.fixture(scope="session")

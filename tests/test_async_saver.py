@@ -11,7 +11,7 @@ import pytest
 
 from operating_platform.core.record import Record, RecordConfig
 from operating_platform.robots import SimRobotConfig, make_robot
-from tests.conftest import FAST, assert_valid, run_record
+from tests.conftest import FAST, SLOW_ENCODING, assert_valid, run_record
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -109,16 +109,8 @@ def _session_log(root: Path) -> str:
 
 
 def test_exit_with_saves_pending_waits_and_loses_nothing(tmp_path: Path) -> None:
-    # x264's slowest preset on three full-size cameras cannot keep up with capture, so the
-    # saves are still pending when the session ends.
     root = tmp_path / "ds"
-    proc = _session(
-        root,
-        "--robot.num_cameras=3",
-        "--robot.camera_width=640",
-        "--robot.camera_height=480",
-        "--record.preset=veryslow",
-    )
+    proc = _session(root, *SLOW_ENCODING)
     assert proc.returncode == 0, proc.stderr
     assert "Waiting for" in proc.stdout and "pending saves" in proc.stdout
     assert "Save stats: queued=3 completed=3 failed=0" in proc.stdout
@@ -163,15 +155,7 @@ def test_permanent_failure_sets_the_episode_aside_without_a_gap(tmp_path: Path) 
 
 def test_full_queue_waits_and_never_drops(tmp_path: Path) -> None:
     root = tmp_path / "ds"
-    proc = _session(
-        root,
-        "--robot.num_cameras=3",
-        "--robot.camera_width=640",
-        "--robot.camera_height=480",
-        "--record.preset=veryslow",
-        "--record.async_save_queue_size=1",
-        episodes=4,
-    )
+    proc = _session(root, *SLOW_ENCODING, "--record.async_save_queue_size=1", episodes=4)
     assert proc.returncode == 0, proc.stderr
     assert "Save queue full (1 episodes waiting): waiting for a free slot" in proc.stdout
     assert "Save stats: queued=4 completed=4 failed=0" in proc.stdout

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +12,7 @@ import pytest
 from operating_platform.dataset.dorobot_dataset import DoRobotDataset
 from operating_platform.dataset.recovery import recover_dataset
 from operating_platform.robots import SimRobotConfig, make_robot
-from tests.conftest import FAST, assert_valid, run_record
+from tests.conftest import FAST, assert_valid, run_record, start_record, wait_for_line
 
 
 def _record(root: Path, *flags: str, episodes: int = 3, env: dict | None = None):
@@ -66,24 +63,12 @@ def test_camera_that_stops_delivering_frames(tmp_path: Path, fault: str, says: s
     assert json.loads((root / "meta/info.json").read_text())["total_frames"] == 40
 
 
-@pytest.fixture
-def read_only_disk(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)]).returncode != 0:
-        pytest.fail("cannot mount a tmpfs")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def test_read_only_dataset_folder(read_only_disk: Path) -> None:
-    root = read_only_disk / "ds"
+def test_read_only_dataset_folder(small_disk: Path) -> None:
+    root = small_disk / "ds"
     assert _record(root, episodes=1).returncode == 0
     before = sorted(p.name for p in root.rglob("*"))
-    subprocess.run(["mount", "-o", "remount,ro", str(read_only_disk)], check=True)
-    for target, flags in ((root, ["--record.resume=true"]), (read_only_disk / "new", [])):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    for target, flags in ((root, ["--record.resume=true"]), (small_disk / "new", [])):
         proc = _record(target, *flags, episodes=1)
         assert proc.returncode == 1, proc.stdout + proc.stderr
         errors = _error_lines(proc.stderr)
@@ -94,22 +79,14 @@ def test_read_only_dataset_folder(read_only_disk: Path) -> None:
 
 def test_dataset_folder_vanishing_while_recording(tmp_path: Path) -> None:
     root = tmp_path / "ds"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "operating_platform.core.main",
-            *FAST,
-            "--record.repo_id=lab/faults",
-            f"--record.root={root}",
-            "--record.num_episodes=100",
-            "--record.episode_time_s=0.5",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_record(
+        *FAST,
+        "--record.repo_id=lab/faults",
+        f"--record.root={root}",
+        "--record.num_episodes=100",
+        "--record.episode_time_s=0.5",
     )
-    time.sleep(3)
+    wait_for_line(proc, r"Queued episode 2 ", [])
     subprocess.run(["rm", "-rf", str(root)], check=True)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, out + err

@@ -3,47 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.conftest import FAST, assert_valid
-
-QUEUED = re.compile(r"Queued episode (\d+) \(queue_pos=\d+, frames=(\d+)")
+from tests.conftest import (
+    FAST,
+    SLOW_ENCODING,
+    assert_valid,
+    episode_lengths,
+    queued_episodes,
+    run_recover,
+    start_record,
+    wait_for_line,
+)
 
 
 def _start(root: Path, *flags: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "operating_platform.core.main",
-            *FAST,
-            "--record.repo_id=lab/int",
-            f"--record.root={root}",
-            *flags,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ,
-    )
-
-
-def _wait_for_line(proc: subprocess.Popen, pattern: str, seen: list[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if re.search(pattern, line):
-            return
-    raise AssertionError(f"{pattern!r} never printed:\n{''.join(seen)}")
+    return start_record(*FAST, "--record.repo_id=lab/int", f"--record.root={root}", *flags)
 
 
 def _wait_for_frames(root: Path, frames: int) -> None:
@@ -78,51 +56,37 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     proc = _start(root, "--record.num_episodes=50", "--record.episode_time_s=0.5")
     seen: list[str] = []
-    _wait_for_line(proc, r"Queued episode 1 ", seen)
+    wait_for_line(proc, r"Queued episode 1 ", seen)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     out = "".join(seen) + out
     assert proc.returncode == 143, out + err
     assert "Traceback" not in err
-    queued = {int(i): int(f) for i, f in QUEUED.findall(out)}
+    queued = queued_episodes(out)
     assert_valid(root, episodes=len(queued))
-    lengths = [json.loads(line)["length"] for line in (root / "meta/episodes.jsonl").read_text().splitlines()]
+    lengths = episode_lengths(root)
     assert lengths == [queued[i] for i in range(len(queued))]
 
 
 def test_second_interrupt_exits_at_once_and_recover_finishes(tmp_path: Path) -> None:
     root = tmp_path / "ds"
-    # Three full-size cameras on x264's slowest preset: saves are still pending when stopping.
-    proc = _start(
-        root,
-        "--robot.num_cameras=3",
-        "--robot.camera_width=640",
-        "--robot.camera_height=480",
-        "--record.preset=veryslow",
-        "--record.num_episodes=20",
-        "--record.episode_time_s=0.5",
-    )
+    proc = _start(root, *SLOW_ENCODING, "--record.num_episodes=20", "--record.episode_time_s=0.5")
     seen: list[str] = []
-    _wait_for_line(proc, r"Queued episode 2 ", seen)
+    wait_for_line(proc, r"Queued episode 2 ", seen)
     proc.send_signal(signal.SIGINT)
-    _wait_for_line(proc, r"Stopping: waiting", seen)
+    wait_for_line(proc, r"Stopping: waiting", seen)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     out = "".join(seen) + out
     assert proc.returncode == 130, out + err
     assert "SIGINT again: exiting now" in err and "dorobot recover" in err
     assert "Traceback" not in err
-    queued = {int(i): int(f) for i, f in QUEUED.findall(out)}
+    queued = queued_episodes(out)
     assert len(queued) >= 3
     assert _info(root)["total_episodes"] < len(queued)  # the saves really were cut short
 
-    rec = subprocess.run(
-        [sys.executable, "-m", "operating_platform.cli", "recover", str(root)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    rec = run_recover(root)
     assert rec.returncode == 0, rec.stdout + rec.stderr
     assert_valid(root, episodes=len(queued))
-    lengths = [json.loads(line)["length"] for line in (root / "meta/episodes.jsonl").read_text().splitlines()]
+    lengths = episode_lengths(root)
     assert lengths == [queued[i] for i in range(len(queued))]

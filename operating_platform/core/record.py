@@ -285,11 +285,15 @@ class Record:
         started = time.perf_counter()
         self.pause()
         frames = self.dataset.num_frames_in_episode
-        index = self.dataset.save_episode()
+        expected = self.dataset.meta.total_episodes
+        try:
+            index = self.dataset.save_episode()
+        except Exception as exc:  # the closed journal keeps every frame for `dorobot recover`
+            self.error = self.error or exc
+            log.error(f"[Record] Episode {expected} could not be saved ({exc}); it is kept in its journal")
+            return EpisodeMetadata(expected, 0, 0, False, (time.perf_counter() - started) * 1e3)
         elapsed_ms = (time.perf_counter() - started) * 1e3
-        if index is None:
-            index = self.dataset.meta.total_episodes
-        return EpisodeMetadata(index, 0, frames, False, elapsed_ms)
+        return EpisodeMetadata(expected if index is None else index, 0, frames, False, elapsed_ms)
 
     def discard(self) -> int:
         """Drop the current episode; returns the number of frames dropped. Its index is reused."""

@@ -2,6 +2,7 @@
 
     python bench/bench_async.py            # the full set (about 40 minutes)
     python bench/bench_async.py --quick    # a smoke run of every scenario (about 2 minutes)
+    python bench/bench_async.py --scenarios async:3:600:1 sync:3:60:2   # MODE:CAMERAS:SECONDS:EPISODES
     python bench/bench_async.py run --mode async --cameras 3 --episode-s 30 --episodes 4
 
 Each scenario runs in a fresh process on the simulated robot at 640x480 and 30 fps, with no
@@ -147,6 +148,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark the asynchronous saver.")
     parser.add_argument("command", nargs="?", default="all", choices=["all", "run"])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--scenarios", nargs="*", help="MODE:CAMERAS:SECONDS:EPISODES, instead of the full set"
+    )
     parser.add_argument("--mode", default="async", choices=["async", "sync"])
     parser.add_argument("--cameras", type=int, default=3)
     parser.add_argument("--episode-s", type=float, default=30)
@@ -160,7 +164,10 @@ def main() -> None:
         print(json.dumps(run_scenario(args.mode, args.cameras, args.episode_s, args.episodes, **video)))
         return
     print("mode  setup              | save() p50 p99 max       | tick lateness p50 p99 max | ...")
-    for mode, cams, seconds, episodes in QUICK if args.quick else FULL:
+    chosen = QUICK if args.quick else FULL
+    if args.scenarios:
+        chosen = [(m, int(c), float(s), int(e)) for m, c, s, e in (x.split(":") for x in args.scenarios)]
+    for mode, cams, seconds, episodes in chosen:
         cmd = [sys.executable, __file__, "run", f"--mode={mode}", f"--cameras={cams}"]
         cmd += [f"--episode-s={seconds}", f"--episodes={episodes}"]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
@@ -20,10 +21,11 @@ HANDLED = (signal.SIGINT, signal.SIGTERM)
 class Interrupts:
     """Turns SIGINT/SIGTERM into a stop request while installed (as a context manager)."""
 
-    def __init__(self, second_message: str) -> None:
+    def __init__(self, second_message: str, on_exit_now: Callable[[], None] | None = None) -> None:
         self.requested = threading.Event()
         self.signum: int | None = None
         self._second_message = second_message
+        self._on_exit_now = on_exit_now  # e.g. restore the terminal: os._exit skips every finally
         self._previous: dict[int, object] = {}
 
     @property
@@ -32,6 +34,8 @@ class Interrupts:
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.requested.is_set():
+            if self._on_exit_now is not None:
+                self._on_exit_now()
             sys.stderr.write(f"\n{signal.Signals(signum).name} again: {self._second_message}\n")
             sys.stderr.flush()
             os._exit(128 + signum)

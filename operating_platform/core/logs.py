@@ -15,15 +15,39 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
+from typing import ClassVar
 
 LOGGER = "operating_platform"
+
+
+class _ConsoleHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stdout` is now, so the status line can route messages above it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout
+        super().emit(record)
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """Failures in red and warnings in yellow, on a terminal."""
+
+    COLORS: ClassVar[dict[int, str]] = {logging.ERROR: "\x1b[31m", logging.WARNING: "\x1b[33m"}
+
+    def __init__(self, color: bool) -> None:
+        super().__init__("%(message)s")
+        self.color = color
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        start = self.COLORS.get(record.levelno) if self.color else None
+        return f"{start}{text}\x1b[0m" if start else text
 
 
 @contextmanager
 def console_logging() -> Iterator[logging.Logger]:
     """Send `operating_platform` messages to stdout for the duration of the block."""
-    console = logging.StreamHandler(sys.stdout)
-    console.setFormatter(logging.Formatter("%(message)s"))
+    console = _ConsoleHandler(sys.stdout)
+    console.setFormatter(_ConsoleFormatter(color=sys.stdout.isatty()))
     records: queue.SimpleQueue = queue.SimpleQueue()
     handler = QueueHandler(records)
     listener = QueueListener(records, console)

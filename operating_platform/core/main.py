@@ -1,4 +1,4 @@
-"""The operator's program: parse the flags, connect the robot, record episodes on their timers.
+"""The operator's program: parse the flags, connect the robot, record a session.
 
     python -m operating_platform.core.main --robot.type=sim --record.repo_id=demo \
         --record.single_task="Pick the cube" --record.num_episodes=3 --record.episode_time_s=5
@@ -10,15 +10,16 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from operating_platform.core.async_episode_saver import SaverStatus
 from operating_platform.core.configs import ControlPipelineConfig, parse_config
 from operating_platform.core.interrupts import Interrupts
+from operating_platform.core.keyboard import TerminalKeys
 from operating_platform.core.logs import attach_log_file, console_logging
 from operating_platform.core.record import Record
-from operating_platform.core.record_config import ConfigError
-from operating_platform.dataset.diskspace import DiskFullError, is_disk_full
+from operating_platform.core.record_config import ConfigError, RecordConfig
+from operating_platform.core.session import Session
+from operating_platform.core.status import StatusLine
 from operating_platform.dataset.dorobot_dataset import DatasetError
 from operating_platform.robots import make_robot
 
@@ -29,23 +30,6 @@ log = logging.getLogger("operating_platform.main")
 
 def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
-
-
-def _wait_for_capture(record: Record, interrupts: Interrupts) -> None:
-    """Wait until the episode is complete, capture stopped on an error, or a stop is requested."""
-    while record.capturing and not interrupts.wait(0.02) and not record.check_stalled():
-        pass
-
-
-def _save(record: Record) -> None:
-    meta = record.save()
-    if not meta.frames:
-        if record.error is None:
-            log.info("Nothing captured in this episode; nothing saved.")
-    elif not meta.queued:
-        log.info(
-            f"✓ Saved episode {meta.episode_index} ({meta.frames} frames) in {meta.elapsed_ms / 1e3:.2f}s"
-        )
 
 
 class _SaveProgress:
@@ -64,48 +48,42 @@ class _SaveProgress:
 
 
 def record_session(cfg: ControlPipelineConfig) -> int:
-    """Record `num_episodes` episodes unattended; returns the process exit code."""
+    """Record a session (by keys on a terminal, else on timers); returns the process exit code."""
     rc = cfg.record
+    interactive = TerminalKeys.available()
+    if not interactive and not rc.episode_time_s:
+        _error("--record.episode_time_s=0 (end episodes by key) needs a terminal; give episodes a length")
+        return EXIT_USAGE
     with console_logging():
         robot = make_robot(cfg.robot)
         record = Record(fps=rc.fps, robot=robot, record_cfg=rc)
         attach_log_file(record.dataset.meta.private_dir / "logs")
         log.info(f"Dataset: {record.dataset.root} ({record.dataset.meta.total_episodes} episodes already)")
-        return _record_episodes(record, rc.num_episodes, rc.episode_time_s, rc.reset_time_s)
+        if not interactive:
+            return _run(record, rc, None)
+        with TerminalKeys() as keys:
+            return _run(record, rc, keys)
 
 
-def _record_episodes(record: Record, episodes: int, episode_time_s: float, reset_time_s: float) -> int:
+def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:
     root = record.dataset.root
     again = f"exiting now; nothing captured is lost: `dorobot recover {root}` finishes the saves"
     code = EXIT_OK
     record.robot.connect()
-    with Interrupts(again) as interrupts:
+    with Interrupts(again, on_exit_now=keys.restore if keys else None) as interrupts:
         try:
-            for n in range(episodes):
-                index = record.next_episode_index
-                log.info(f"Recording episode {index} ({n + 1}/{episodes}, {episode_time_s:g} s)")
-                try:
-                    record.start(max_frames=max(1, round(episode_time_s * record.fps)))
-                except DiskFullError as exc:
-                    _error(f"{exc}; recording stopped before episode {index}")
-                    code = EXIT_FAILED
-                    break
-                _wait_for_capture(record, interrupts)
-                _save(record)
-                if record.error is not None:
-                    _error(_describe_capture_error(record.error, root))
-                    code = EXIT_FAILED
-                    break
-                if interrupts.requested.is_set():
-                    break
-                if n + 1 < episodes and reset_time_s > 0:
-                    log.info(f"Reset the scene ({reset_time_s:g} s)")
-                    if interrupts.wait(reset_time_s):
-                        break
-            if interrupts.requested.is_set():
-                log.info(
-                    "Stopping: waiting for the saves of every episode captured (interrupt again to exit now)"
-                )
+            if keys is None:
+                session = Session(record, rc, interrupts)
+                session.run()
+            else:
+                with StatusLine(record) as status:
+                    session = Session(record, rc, interrupts, keys, status)
+                    session.run()
+            if session.error is not None:
+                _error(session.error)
+                code = EXIT_FAILED
+            elif interrupts.requested.is_set():
+                log.info("Stopping: waiting for the saves of every episode captured (again to exit now)")
                 code = interrupts.exit_code
         finally:
             stats = record.stop(on_progress=_SaveProgress())
@@ -120,18 +98,6 @@ def _record_episodes(record: Record, episodes: int, episode_time_s: float, reset
     if stats is not None and (stats.failed or stats.kept) and code == EXIT_OK:
         code = EXIT_FAILED
     return code
-
-
-def _describe_capture_error(error: BaseException, root: Path) -> str:
-    if not root.exists():
-        return f"the dataset folder {root} disappeared while recording; recording stopped"
-    if is_disk_full(error):
-        what = str(error) if isinstance(error, DiskFullError) else f"the disk holding {root} is full"
-        return (
-            f"{what}; recording stopped. Every episode ended is kept; once space is freed, "
-            f"`dorobot recover {root}` finishes saving any left in their journals"
-        )
-    return f"{error}; recording stopped, the frames before it are saved"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,14 @@ class CaptureStats:
     fps: int
     lateness_s: list[float] = field(default_factory=list)
     missed_ticks: int = 0
+    recent_ticks: deque = field(default_factory=lambda: deque(maxlen=31))
+
+    def achieved_fps(self) -> float:
+        """Frames per second over the last second of capture."""
+        ticks = self.recent_ticks
+        if len(ticks) < 2 or ticks[-1] == ticks[0]:
+            return 0.0
+        return (len(ticks) - 1) / (ticks[-1] - ticks[0])
 
     @property
     def frames(self) -> int:
@@ -125,6 +134,10 @@ class Record:
         return self._thread is not None and self._thread.is_alive() and not self._stop_capture.is_set()
 
     @property
+    def raw_bytes_per_frame(self) -> int:
+        return self._raw_rate // self.fps
+
+    @property
     def episode_frames(self) -> int:
         return self.dataset.num_frames_in_episode
 
@@ -185,6 +198,7 @@ class Record:
                         break
                     now = time.perf_counter()
                 self.stats.lateness_s.append(now - next_tick)
+                self.stats.recent_ticks.append(now)
                 if not self._tick():
                     break
                 next_tick += period

@@ -38,9 +38,10 @@ class RecordConfig:
     video: bool = True
     # Episodes to record in this session.
     num_episodes: int = 50
-    # Length of an episode in seconds.
+    # Length of an episode in seconds; 0: until the operator ends it (needs a terminal).
     episode_time_s: float = 60.0
-    # Pause between episodes, for the operator to reset the scene, in seconds.
+    # Pause between episodes, for the operator to reset the scene, in seconds; 0: until the
+    # operator goes on (on a terminal) or none at all (unattended).
     reset_time_s: float = 60.0
     # Append to the dataset at `root` if it exists (fps, robot and features must match). What an
     # interrupted session left unfinished is recovered first.
@@ -80,7 +81,7 @@ class RecordConfig:
             raise ConfigError(f"--record.root={self.root!r} must be a folder path without '..'")
         _at_least("fps", self.fps, 1, upper=1000)
         _at_least("num_episodes", self.num_episodes, 1)
-        _positive("episode_time_s", self.episode_time_s)
+        _at_least("episode_time_s", self.episode_time_s, 0)
         _at_least("reset_time_s", self.reset_time_s, 0)
         _at_least("async_save_queue_size", self.async_save_queue_size, 1)
         _positive("async_save_timeout_s", self.async_save_timeout_s)

@@ -17,7 +17,7 @@ from operating_platform.robots import RobotConfig, SimRobot, SimRobotConfig
 @dataclass
 class FaultySimConfig(SimRobotConfig):
     fail_at: int = 20
-    fault: str = "nan"  # nan | shape | dtype | hang | raise
+    fault: str = "nan"  # nan | shape | dtype | hang | raise | disconnect
 
 
 class FaultySim(SimRobot):
@@ -27,10 +27,15 @@ class FaultySim(SimRobot):
         super().connect()
         self.captured = 0
 
+    def disconnect(self) -> None:
+        super().disconnect()
+        if self.config.fault == "disconnect":  # a plugin bug surfacing while the terminal is raw
+            raise RuntimeError("faulty_sim: disconnect failed")
+
     def capture(self) -> dict[str, np.ndarray]:
         frame = super().capture()
         self.captured += 1
-        if self.captured > self.config.fail_at:
+        if self.captured > self.config.fail_at and self.config.fault != "disconnect":
             if self.config.fault == "nan":
                 frame["observation.state"][2] = np.nan
             elif self.config.fault == "shape":

@@ -1,0 +1,155 @@
+"""A recording session: episodes and reset phases, ended by timers or by the operator's keys.
+
+Keys (when stdin is a terminal):
+- recording: `n`/Right save and reset, `d`/Left discard and reset (the index is recorded
+  again), `e`/Esc save and exit, space pause/resume;
+- reset: `p`/Right/Enter next episode, `t` change the task, `e`/Esc exit.
+Without a terminal the session runs on `episode_time_s`, `reset_time_s` and `num_episodes`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from operating_platform.core.interrupts import Interrupts
+from operating_platform.core.keyboard import TerminalKeys
+from operating_platform.core.record import Record
+from operating_platform.core.record_config import RecordConfig
+from operating_platform.core.status import StatusLine
+from operating_platform.dataset.diskspace import DiskFullError, is_disk_full
+
+log = logging.getLogger("operating_platform.session")
+
+NEXT, DISCARD, EXIT, FAILED = "next", "discard", "exit", "failed"
+KEYS_RECORDING = {"n": NEXT, "right": NEXT, "d": DISCARD, "left": DISCARD, "e": EXIT, "esc": EXIT}
+KEYS_RESET = {"p": NEXT, "right": NEXT, "enter": NEXT, "e": EXIT, "esc": EXIT}
+
+
+def describe_capture_error(error: BaseException, root: Path) -> str:
+    if not root.exists():
+        return f"the dataset folder {root} disappeared while recording; recording stopped"
+    if is_disk_full(error):
+        what = str(error) if isinstance(error, DiskFullError) else f"the disk holding {root} is full"
+        return (
+            f"{what}; recording stopped. Every episode ended is kept; once space is freed, "
+            f"`dorobot recover {root}` finishes saving any left in their journals"
+        )
+    return f"{error}; recording stopped, the frames before it are saved"
+
+
+class Session:
+    """Runs episodes until `num_episodes` are saved, the operator exits, or something fails.
+
+    `error` holds the one-line explanation when it ended on a failure.
+    """
+
+    def __init__(
+        self,
+        record: Record,
+        cfg: RecordConfig,
+        interrupts: Interrupts,
+        keys: TerminalKeys | None = None,
+        status: StatusLine | None = None,
+    ) -> None:
+        self.record = record
+        self.cfg = cfg
+        self.interrupts = interrupts
+        self.keys = keys
+        self.status = status
+        self.error: str | None = None
+        self.saved = 0
+
+    def run(self) -> None:
+        while self.saved < self.cfg.num_episodes:
+            outcome = self._record_episode()
+            if outcome in (EXIT, FAILED):
+                return
+            more = self.saved < self.cfg.num_episodes
+            if (more or outcome == DISCARD) and self._reset_phase() == EXIT:
+                return
+
+    # -- phases -------------------------------------------------------------------------------
+
+    def _wait_key(self, seconds: float) -> str | None:
+        if self.keys is not None:
+            return self.keys.read_key(seconds)
+        self.interrupts.wait(seconds)
+        return None
+
+    def _show(self, phase: str, index: int, limit: float | None) -> None:
+        if self.status is not None:
+            self.status.update(phase, index, limit, time.monotonic())
+
+    def _record_episode(self) -> str:
+        record, cfg = self.record, self.cfg
+        index = record.next_episode_index
+        limit = cfg.episode_time_s or None
+        max_frames = max(1, round(cfg.episode_time_s * record.fps)) if limit else None
+        timer = f"{cfg.episode_time_s:g} s" if limit else "until you end it"
+        log.info(f"Recording episode {index} ({self.saved + 1}/{cfg.num_episodes}, {timer})")
+        try:
+            record.start(max_frames=max_frames)
+        except DiskFullError as exc:
+            self.error = f"{exc}; recording stopped before episode {index}"
+            return FAILED
+        outcome, paused = NEXT, False
+        while True:
+            if self.interrupts.requested.is_set():
+                outcome = EXIT
+                break
+            if record.error is not None or record.check_stalled():
+                outcome = FAILED
+                break
+            if not paused and not record.capturing:
+                break  # the episode's time is up
+            key = self._wait_key(0.05)
+            self._show("PAUSED" if paused else "REC", index, limit)
+            if key == "space":
+                paused = not paused
+                record.pause() if paused else record.start(max_frames=max_frames)
+                log.info("Paused: space resumes" if paused else "Resumed")
+            elif key in KEYS_RECORDING:
+                outcome = KEYS_RECORDING[key]
+                break
+        if outcome == DISCARD:
+            dropped = record.discard()
+            log.info(f"Discarded episode {index} ({dropped} frames); it will be recorded again")
+            return DISCARD
+        self._save(index)
+        if record.error is not None:
+            self.error = describe_capture_error(record.error, record.dataset.root)
+            return FAILED
+        return outcome
+
+    def _save(self, index: int) -> None:
+        meta = self.record.save()
+        if meta.frames:
+            self.saved += 1
+            if not meta.queued:
+                seconds = meta.elapsed_ms / 1e3
+                log.info(f"✓ Saved episode {meta.episode_index} ({meta.frames} frames) in {seconds:.2f}s")
+        elif self.record.error is None:
+            log.info(f"Nothing captured in episode {index}; nothing saved.")
+
+    def _reset_phase(self) -> str:
+        seconds = self.cfg.reset_time_s
+        if seconds <= 0 and self.keys is None:
+            return NEXT
+        deadline = time.monotonic() + seconds if seconds > 0 else None
+        hint = " (p: next, t: change task, e: exit)" if self.keys is not None else ""
+        log.info(f"Reset the scene ({f'{seconds:g} s' if deadline else 'press p when ready'}){hint}")
+        while deadline is None or time.monotonic() < deadline:
+            if self.interrupts.requested.is_set():
+                return EXIT
+            key = self._wait_key(0.05)
+            self._show("RESET", self.record.next_episode_index, None)
+            if key == "t" and self.keys is not None:
+                task = self.keys.read_line("New task for the next episodes: ")
+                if task:
+                    self.record.task = task
+                    log.info(f"Task: {task}")
+            elif key in KEYS_RESET:
+                return KEYS_RESET[key]
+        return NEXT

@@ -1,0 +1,73 @@
+"""The operator's status line: one line that is always true, redrawn a few times a second.
+
+    REC ep 5  12.3/60 s | 30.0 fps, 0 late | saves: 1 pending, 0 encoding, 4 saved, 0 failed |
+        disk 51.2 GB (~93 min) | Pick the cube      (on one line)
+
+"saved" counts episodes that are really in the dataset; failures show in red.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from operating_platform.core.record import Record
+from operating_platform.dataset.diskspace import free_bytes
+
+GB = 2**30
+
+
+def minutes_left(record: Record, free: int) -> float:
+    """Minutes of recording the free space holds, at what this dataset has cost so far."""
+    meta = record.dataset.meta
+    frames = meta.total_frames
+    stored = sum(p.stat().st_size for p in (meta.root / "videos").rglob("*.mp4")) if frames else 0
+    # Before the first episode, assume video compresses raw frames about 20 times.
+    per_frame = stored / frames if frames and stored else record.raw_bytes_per_frame / 20
+    return free / max(per_frame * record.fps * 60, 1.0)
+
+
+def render(record: Record, phase: str, index: int, limit_s: float | None, disk: tuple[int, float]) -> Text:
+    stats = record.stats
+    elapsed = record.episode_frames / record.fps
+    limit = f"/{limit_s:g}" if limit_s else ""
+    fps = stats.achieved_fps()
+    line = Text()
+    style = {"REC": "bold red", "PAUSED": "bold yellow", "RESET": "bold cyan"}.get(phase, "bold")
+    line.append(f"{phase}", style=style)
+    line.append(f" ep {index}  {elapsed:5.1f}{limit} s | {fps:4.1f} fps, {stats.late_ticks()} late | ")
+    status = record.status()
+    if status is not None:
+        line.append(f"saves: {status.pending} pending, {status.encoding} encoding, ")
+        line.append(f"{status.completed} saved, ")
+        line.append(f"{status.failed} failed", style="bold red" if status.failed else "")
+        line.append(" | ")
+    free, minutes = disk
+    line.append(f"disk {free / GB:.1f} GB (~{minutes:.0f} min) | {record.task}")
+    return line
+
+
+class StatusLine:
+    """Keeps the status line at the bottom of the terminal while messages scroll above it."""
+
+    def __init__(self, record: Record, console: Console | None = None) -> None:
+        self.record = record
+        self.console = console or Console(highlight=False)
+        self._live = Live(console=self.console, refresh_per_second=4, transient=True, redirect_stderr=False)
+        self._disk = (0, 0.0)
+        self._disk_checked = -1.0
+
+    def __enter__(self) -> StatusLine:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.__exit__(*exc)
+
+    def update(self, phase: str, index: int, limit_s: float | None, now: float) -> None:
+        if now - self._disk_checked >= 1.0:  # statvfs and a glob: once a second is plenty
+            free = free_bytes(self.record.dataset.root)
+            self._disk = (free, minutes_left(self.record, free))
+            self._disk_checked = now
+        self._live.update(render(self.record, phase, index, limit_s, self._disk))

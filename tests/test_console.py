@@ -1,0 +1,202 @@
+"""The operator's console in a real terminal (tmux): keys, phases, the status line, and a
+terminal left sane on every way out."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from operating_platform.core.keyboard import decode_key
+from tests.conftest import FAST, PLUGINS_DIR, assert_valid, episode_lengths
+
+SESSION = "dorobot-test"
+
+
+class Terminal:
+    """A tmux window running one command; keys in, screen text out."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def send(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def screen(self) -> str:
+        out = subprocess.run(
+            ["tmux", "capture-pane", "-p", "-S", "-200", "-t", self.name], capture_output=True
+        )
+        return out.stdout.decode()
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared:\n{self.screen()}")
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[callable]:
+    started: list[str] = []
+
+    def start(*flags: str) -> Terminal:
+        name = f"{SESSION}-{len(started)}-{tmp_path.name}"[:60]
+        command = shlex.join([sys.executable, "-m", "operating_platform.core.main", *flags])
+        # After the program, print its exit code and the terminal's modes, then linger to be read.
+        script = f"{command}; echo EXIT=$?; stty -a | tr '\\n' ' '; echo; echo DONE; sleep 600"
+        env = f"PYTHONPATH={shlex.quote(str(PLUGINS_DIR))} DOROBOT_PLUGINS=faulty_robot"
+        subprocess.run(
+            [
+                "tmux",
+                "new-session",
+                "-d",
+                "-s",
+                name,
+                "-x",
+                "220",
+                "-y",
+                "50",
+                f"env {env} bash -c {shlex.quote(script)}",
+            ],
+            check=True,
+        )
+        started.append(name)
+        return Terminal(name)
+
+    yield start
+    for name in started:
+        subprocess.run(["tmux", "kill-session", "-t", name], check=False)
+
+
+def _sane(screen: str) -> bool:
+    modes = screen.split("EXIT=", 1)[1]
+    return " icanon " in f" {modes} " and " echo " in f" {modes} " and "-icanon" not in modes
+
+
+def _exit_code(screen: str) -> int:
+    return int(screen.split("EXIT=", 1)[1].split()[0])
+
+
+def test_keys_record_discard_pause_and_exit(terminal, tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    term = terminal(
+        *FAST,
+        "--record.repo_id=lab/keys",
+        f"--record.root={root}",
+        "--record.num_episodes=10",
+        "--record.episode_time_s=0",
+        "--record.reset_time_s=0",
+    )
+    term.wait_for("Recording episode 0")
+    term.wait_for("REC ep 0")  # the status line
+    time.sleep(0.5)
+    term.send("n")
+    term.wait_for("Reset the scene")
+    term.send("p")
+    term.wait_for("Recording episode 1")
+    time.sleep(0.3)
+    term.send("Space")
+    term.wait_for("Paused")
+    screen = term.wait_for("PAUSED ep 1")
+    time.sleep(0.5)
+    term.send("Space")
+    term.wait_for("Resumed")
+    time.sleep(0.3)
+    term.send("Right")  # the arrow works like n
+    term.wait_for("Queued episode 1")
+    term.send("Enter")  # and Enter like p
+    term.wait_for("Recording episode 2")
+    time.sleep(0.5)
+    term.send("d")
+    term.wait_for("Discarded episode 2")
+    term.send("p")
+    term.wait_for("Recording episode 2 (3/10")
+    time.sleep(0.4)
+    term.send("e")
+    screen = term.wait_for("DONE")
+    assert _exit_code(screen) == 0, screen
+    assert "saves:" in screen or "saved" in screen
+    assert_valid(root, episodes=3)
+    assert all(n > 0 for n in episode_lengths(root))
+    assert _sane(screen), screen
+
+
+def test_task_can_change_between_episodes(terminal, tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    term = terminal(
+        *FAST,
+        "--record.repo_id=lab/keys",
+        f"--record.root={root}",
+        "--record.num_episodes=2",
+        "--record.episode_time_s=0.5",
+        "--record.reset_time_s=0",
+    )
+    term.wait_for("Reset the scene")
+    term.send("t")
+    term.wait_for("New task")
+    term.send("Stack the blocks", "Enter")
+    term.wait_for("Task: Stack the blocks")
+    term.send("p")
+    screen = term.wait_for("DONE")
+    assert _exit_code(screen) == 0, screen
+    tasks = [json.loads(line)["task"] for line in (root / "meta/tasks.jsonl").read_text().splitlines()]
+    assert tasks == ["Pick the cube", "Stack the blocks"]
+    assert _sane(screen)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "exception"])
+def test_terminal_is_restored(terminal, tmp_path: Path, how: str) -> None:
+    root = tmp_path / "ds"
+    flags = [
+        *FAST,
+        "--record.repo_id=lab/keys",
+        f"--record.root={root}",
+        "--record.num_episodes=10",
+        "--record.episode_time_s=0",
+    ]
+    if how == "exception":  # a robot plugin whose disconnect() raises, while the terminal is raw
+        flags += ["--robot.type=faulty_sim", "--robot.fault=disconnect"]
+    term = terminal(*flags)
+    term.wait_for("REC ep 0")
+    time.sleep(0.5)
+    if how == "ctrl-c":
+        term.send("C-c")
+    elif how == "sigterm":
+        # The recorder itself, not the shell around it (whose command line names the root too).
+        subprocess.run(
+            ["pkill", "-TERM", "-f", f"^{sys.executable} -m operating_platform.*{root}"], check=True
+        )
+    else:
+        term.send("e")
+    screen = term.wait_for("DONE")
+    expected = {"ctrl-c": 130, "sigterm": 143, "exception": 1}[how]
+    assert _exit_code(screen) == expected, screen
+    if how == "exception":
+        assert "disconnect failed" in screen
+    assert_valid(root, episodes=1)
+    assert _sane(screen), screen
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        (b"\x1b[C", "right"),
+        (b"\x1bOD", "left"),
+        (b"\x1b", "esc"),
+        (b"\r", "enter"),
+        (b" ", "space"),
+        (b"N", "n"),
+        (b"\x1b[A", None),
+    ],
+)
+def test_decode_key(data: bytes, key: str | None) -> None:
+    assert decode_key(data) == key

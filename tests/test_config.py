@@ -38,6 +38,7 @@ GOOD = ["--record.repo_id=lab/demo", "--record.single_task=Pick the cube"]
         (["--robot.type=nosuchrobot"], "--robot.type"),
         (["--robot.num_cameras=7"], "--robot.num_cameras"),
         (["--robot.camera_width=641"], "--robot.camera_width"),
+        (["--record.display=rerun"], "--record.display"),
     ],
 )
 def test_bad_flag_is_refused_naming_it(flags: list[str], named: str) -> None:
@@ -107,3 +108,19 @@ def test_default_root_follows_dorobot_home(monkeypatch: pytest.MonkeyPatch, tmp_
     assert cfg.record.dataset_root == tmp_path / "dataset" / "lab" / "demo"
     monkeypatch.delenv("DOROBOT_HOME")
     assert parse_config(GOOD).record.dataset_root == Path.home() / "DoRobot" / "dataset" / "lab" / "demo"
+
+
+def test_preview_without_opencv_or_display_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "cv2" else real_find_spec(name)
+    )
+    with pytest.raises(ConfigError, match=r"needs OpenCV: pip install"):
+        parse_config([*GOOD, "--record.display=opencv"])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(ConfigError, match=r"needs a display"):
+        parse_config([*GOOD, "--record.display=opencv"])

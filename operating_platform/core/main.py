@@ -16,6 +16,7 @@ from operating_platform.core.configs import ControlPipelineConfig, parse_config
 from operating_platform.core.interrupts import Interrupts
 from operating_platform.core.keyboard import TerminalKeys
 from operating_platform.core.logs import attach_log_file, console_logging
+from operating_platform.core.preview import CameraPreview
 from operating_platform.core.record import Record
 from operating_platform.core.record_config import ConfigError, RecordConfig
 from operating_platform.core.session import Session
@@ -70,14 +71,15 @@ def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:
     again = f"exiting now; nothing captured is lost: `dorobot recover {root}` finishes the saves"
     code = EXIT_OK
     record.robot.connect()
+    preview = CameraPreview(record).start() if rc.display == "opencv" else None
     with Interrupts(again, on_exit_now=keys.restore if keys else None) as interrupts:
         try:
             if keys is None:
-                session = Session(record, rc, interrupts)
+                session = Session(record, rc, interrupts, preview=preview)
                 session.run()
             else:
                 with StatusLine(record) as status:
-                    session = Session(record, rc, interrupts, keys, status)
+                    session = Session(record, rc, interrupts, keys, status, preview)
                     session.run()
             if session.error is not None:
                 _error(session.error)
@@ -86,6 +88,8 @@ def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:
                 log.info("Stopping: waiting for the saves of every episode captured (again to exit now)")
                 code = interrupts.exit_code
         finally:
+            if preview is not None:
+                preview.stop()
             stats = record.stop(on_progress=_SaveProgress())
             record.robot.disconnect()
     meta = record.dataset.meta

@@ -126,6 +126,7 @@ class Record:
         self._episode_lock = threading.Lock()
         self._max_frames: int | None = None
         self._read_started: float | None = None  # while robot.capture() runs
+        self.latest_frame: dict[str, np.ndarray] | None = None  # for a preview; never copied
 
     # -- capture ------------------------------------------------------------------------------
 
@@ -223,6 +224,7 @@ class Record:
             if self._stop_capture.is_set():
                 return False  # read after the operator ended the episode: not part of it
             frames = self.dataset.add_frame(frame, self.task, capture_time=time.time()) + 1
+        self.latest_frame = frame
         if frames % self.fps == 0:  # once a second: statvfs costs microseconds
             free = free_bytes(self.dataset.root)
             if free < self._low_water:

@@ -3,6 +3,7 @@ hardware is touched."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from dataclasses import dataclass
@@ -65,6 +66,8 @@ class RecordConfig:
     g: int = 2
     # Encoder preset, as the codec names them ("ultrafast" for libx264, "12" for libsvtav1).
     preset: str | None = "ultrafast"
+    # Camera preview: "none", or "opencv" for a window with the cameras (needs OpenCV and a display).
+    display: str = "none"
 
     def validate(self) -> None:
         """Raise `ConfigError` for the first wrong value, naming its flag."""
@@ -88,10 +91,26 @@ class RecordConfig:
         _at_least("async_save_max_retries", self.async_save_max_retries, 0)
         _at_least("crf", self.crf, 0, upper=63)
         _at_least("g", self.g, 1)
+        self._check_display()
         try:
             check_encoder(self.vcodec)
         except ValueError as exc:
             raise ConfigError(f"--record.vcodec: {exc}") from None
+
+    def _check_display(self) -> None:
+        if self.display == "none":
+            return
+        if self.display != "opencv":
+            raise ConfigError(f"--record.display must be none or opencv (got {self.display!r})")
+        if importlib.util.find_spec("cv2") is None:
+            raise ConfigError(
+                "--record.display=opencv needs OpenCV: pip install 'operating_platform[opencv]'"
+            )
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise ConfigError(
+                "--record.display=opencv needs a display ($DISPLAY is not set, e.g. over SSH); "
+                "use --record.display=none"
+            )
 
     @property
     def dataset_root(self) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from operating_platform.core.interrupts import Interrupts
 from operating_platform.core.keyboard import TerminalKeys
+from operating_platform.core.preview import CameraPreview
 from operating_platform.core.record import Record
 from operating_platform.core.record_config import RecordConfig
 from operating_platform.core.status import StatusLine
@@ -52,12 +53,14 @@ class Session:
         interrupts: Interrupts,
         keys: TerminalKeys | None = None,
         status: StatusLine | None = None,
+        preview: CameraPreview | None = None,
     ) -> None:
         self.record = record
         self.cfg = cfg
         self.interrupts = interrupts
         self.keys = keys
         self.status = status
+        self.preview = preview
         self.error: str | None = None
         self.saved = 0
 
@@ -73,10 +76,14 @@ class Session:
     # -- phases -------------------------------------------------------------------------------
 
     def _wait_key(self, seconds: float) -> str | None:
+        key = None
         if self.keys is not None:
-            return self.keys.read_key(seconds)
-        self.interrupts.wait(seconds)
-        return None
+            key = self.keys.read_key(seconds)
+        else:
+            self.interrupts.wait(seconds)
+        if key is None and self.preview is not None:
+            key = self.preview.poll_key()
+        return key
 
     def _show(self, phase: str, index: int, limit: float | None) -> None:
         if self.status is not None:
@@ -135,7 +142,7 @@ class Session:
 
     def _reset_phase(self) -> str:
         seconds = self.cfg.reset_time_s
-        if seconds <= 0 and self.keys is None:
+        if seconds <= 0 and self.keys is None and self.preview is None:
             return NEXT
         deadline = time.monotonic() + seconds if seconds > 0 else None
         hint = " (p: next, t: change task, e: exit)" if self.keys is not None else ""

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from operating_platform.core.keyboard import decode_key
-from tests.conftest import FAST, PLUGINS_DIR, assert_valid, episode_lengths
+from tests.conftest import FAST, PLUGINS_DIR, SLOW_ENCODING, assert_valid, episode_lengths
 
 SESSION = "dorobot-test"
 
@@ -200,3 +200,27 @@ def test_terminal_is_restored(terminal, tmp_path: Path, how: str) -> None:
 )
 def test_decode_key(data: bytes, key: str | None) -> None:
     assert decode_key(data) == key
+
+
+def test_exit_shows_a_progress_bar_per_pending_save(terminal, tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    term = terminal(
+        *FAST,
+        *SLOW_ENCODING,
+        "--record.repo_id=lab/keys",
+        f"--record.root={root}",
+        "--record.num_episodes=10",
+        "--record.episode_time_s=0.7",
+        "--record.reset_time_s=0",
+    )
+    term.wait_for("Reset the scene")
+    term.send("p")
+    term.wait_for("Recording episode 1")
+    time.sleep(0.5)
+    term.send("e")
+    screen = term.wait_for("frames encoded")
+    assert "saving episode" in screen
+    screen = term.wait_for("DONE", timeout=120)
+    assert _exit_code(screen) == 0, screen
+    assert_valid(root, episodes=2)
+    assert _sane(screen)

@@ -20,7 +20,7 @@ from operating_platform.core.preview import CameraPreview
 from operating_platform.core.record import Record
 from operating_platform.core.record_config import ConfigError, RecordConfig
 from operating_platform.core.session import Session
-from operating_platform.core.status import StatusLine
+from operating_platform.core.status import SaveProgressBars, StatusLine
 from operating_platform.dataset.dorobot_dataset import DatasetError
 from operating_platform.robots import make_robot
 
@@ -90,7 +90,11 @@ def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:
         finally:
             if preview is not None:
                 preview.stop()
-            stats = record.stop(on_progress=_SaveProgress())
+            if keys is None:
+                stats = record.stop(on_progress=_SaveProgress())
+            else:
+                with SaveProgressBars() as bars:
+                    stats = record.stop(on_progress=bars)
             record.robot.disconnect()
     meta = record.dataset.meta
     log.info(f"Done: {meta.total_episodes} episodes, {meta.total_frames} frames in {meta.root}")

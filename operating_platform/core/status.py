@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.live import Live
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.text import Text
 
+from operating_platform.core.async_episode_saver import SaverStatus
 from operating_platform.core.record import Record
 from operating_platform.dataset.diskspace import free_bytes
 
@@ -71,3 +73,36 @@ class StatusLine:
             self._disk = (free, minutes_left(self.record, free))
             self._disk_checked = now
         self._live.update(render(self.record, phase, index, limit_s, self._disk))
+
+
+class SaveProgressBars:
+    """One progress bar per episode still being saved, while the session waits for them at exit."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.progress = Progress(
+            TextColumn("saving episode {task.fields[episode]}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} frames encoded"),
+            console=console or Console(highlight=False),
+            transient=True,
+        )
+        self._tasks: dict[int, TaskID] = {}
+
+    def __enter__(self) -> SaveProgressBars:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, status: SaverStatus) -> None:
+        for episode in status.episodes:
+            if episode.state.value not in ("pending", "encoding"):
+                if episode.expected_index in self._tasks:
+                    self.progress.remove_task(self._tasks.pop(episode.expected_index))
+                continue
+            task = self._tasks.get(episode.expected_index)
+            if task is None:
+                task = self.progress.add_task("", total=episode.frames, episode=episode.expected_index)
+                self._tasks[episode.expected_index] = task
+            self.progress.update(task, completed=episode.encoded_frames)

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections.abc import Sequence
 
-from operating_platform.core.async_episode_saver import SaverStatus
 from operating_platform.core.configs import ControlPipelineConfig, parse_config
 from operating_platform.core.interrupts import Interrupts
 from operating_platform.core.keyboard import TerminalKeys
@@ -20,7 +18,7 @@ from operating_platform.core.preview import CameraPreview
 from operating_platform.core.record import Record
 from operating_platform.core.record_config import ConfigError, RecordConfig
 from operating_platform.core.session import Session
-from operating_platform.core.status import SaveProgressBars, StatusLine
+from operating_platform.core.status import SaveProgressBars, SaveProgressLines, StatusLine
 from operating_platform.dataset.dorobot_dataset import DatasetError
 from operating_platform.robots import make_robot
 
@@ -31,21 +29,6 @@ log = logging.getLogger("operating_platform.main")
 
 def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
-
-
-class _SaveProgress:
-    """Reports the saves still pending at exit, every couple of seconds."""
-
-    def __init__(self) -> None:
-        self._last = time.monotonic()
-
-    def __call__(self, status: SaverStatus) -> None:
-        if time.monotonic() - self._last < 2.0:
-            return
-        self._last = time.monotonic()
-        busy = [p for p in status.episodes if p.state.value in ("pending", "encoding")]
-        parts = [f"episode {p.expected_index} {p.encoded_frames}/{p.frames} frames encoded" for p in busy]
-        log.info(f"[Record] Saving: {'; '.join(parts)}")
 
 
 def record_session(cfg: ControlPipelineConfig) -> int:
@@ -91,7 +74,7 @@ def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:
             if preview is not None:
                 preview.stop()
             if keys is None:
-                stats = record.stop(on_progress=_SaveProgress())
+                stats = record.stop(on_progress=SaveProgressLines())
             else:
                 with SaveProgressBars() as bars:
                     stats = record.stop(on_progress=bars)

@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
@@ -18,6 +21,7 @@ from operating_platform.core.record import Record
 from operating_platform.dataset.diskspace import free_bytes
 
 GB = 2**30
+log = logging.getLogger("operating_platform.status")
 
 
 def minutes_left(record: Record, free: int) -> float:
@@ -106,3 +110,18 @@ class SaveProgressBars:
                 task = self.progress.add_task("", total=episode.frames, episode=episode.expected_index)
                 self._tasks[episode.expected_index] = task
             self.progress.update(task, completed=episode.encoded_frames)
+
+
+class SaveProgressLines:
+    """Without a terminal: a line every couple of seconds on the saves still pending at exit."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+
+    def __call__(self, status: SaverStatus) -> None:
+        if time.monotonic() - self._last < 2.0:
+            return
+        self._last = time.monotonic()
+        busy = [p for p in status.episodes if p.state.value in ("pending", "encoding")]
+        parts = [f"episode {p.expected_index} {p.encoded_frames}/{p.frames} frames encoded" for p in busy]
+        log.info(f"[Record] Saving: {'; '.join(parts)}")

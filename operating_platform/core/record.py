@@ -62,15 +62,8 @@ class CaptureStats:
             return 0.0
         return (len(ticks) - 1) / (ticks[-1] - ticks[0])
 
-    @property
-    def frames(self) -> int:
-        return len(self.lateness_s)
-
     def late_ticks(self, threshold_s: float = 0.005) -> int:
         return int(sum(1 for x in self.lateness_s if x > threshold_s))
-
-    def percentile_ms(self, q: float) -> float:
-        return float(np.percentile(self.lateness_s, q) * 1e3) if self.lateness_s else 0.0
 
 
 class Record:

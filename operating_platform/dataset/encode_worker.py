@@ -112,10 +112,6 @@ class EncodeWorker:
         )
         self._process.start()
 
-    @property
-    def busy(self) -> bool:
-        return self._current is not None
-
     def submit(self, job: EncodeJob) -> None:
         if self._process is None:
             self.start()

@@ -102,9 +102,6 @@ class ImageStatsAccumulator:
             os.close(self._log)
             self._log = None
 
-    def __len__(self) -> int:
-        return self._frames
-
     def stats(self, length: int) -> dict[str, np.ndarray]:
         picked = self._per_frame[sample_indices(length)]
         n = self._pixels * len(picked)

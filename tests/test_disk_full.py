@@ -6,9 +6,15 @@ the last byte, as another program would.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
+from operating_platform.dataset.dorobot_dataset import DoRobotDataset
+from operating_platform.dataset.finalize import commit_episode, encode_episode, staging_dir_for
+from operating_platform.dataset.verify import verify_dataset
+from operating_platform.robots import SimRobotConfig, make_robot
 from tests.conftest import (
     FAST,
     assert_valid,
@@ -94,3 +100,34 @@ def test_not_enough_room_for_an_episode_refuses_to_start(small_disk: Path) -> No
         proc.stderr
     )
     assert_valid(root, episodes=0)
+
+
+def test_disk_filling_at_any_step_of_a_commit_leaves_the_dataset_as_it_was(small_disk: Path) -> None:
+    # Wherever in a commit the last byte goes (the journal's marker, the parquet, a JSONL line,
+    # info.json), the dataset must be exactly the one before, with no stray file, and the same
+    # encoded episode must commit once space is back.
+    robot = make_robot(SimRobotConfig(camera_width=64, camera_height=48, seed=5))
+    robot.connect()
+    ds = DoRobotDataset.create("lab/full", small_disk / "ds", 30, robot.robot_type, robot.features)
+    ballast = small_disk / "ballast"
+    failures = 0
+    for episode, free in enumerate([0, 2**12, 2**13, 2**14, 2**15, 2**16]):
+        for _ in range(20 + episode):
+            ds.add_frame(robot.capture(), "t")
+        journal = ds.close_episode(episode)
+        encoded = encode_episode(journal, staging_dir_for(ds.meta, journal), ds.video)
+        _fill(ballast)
+        os.truncate(ballast, ballast.stat().st_size - free)
+        try:
+            assert commit_episode(journal, encoded, ds.meta) == episode
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+            failures += 1
+            report = verify_dataset(ds.root)
+            assert report.ok and report.episodes == episode, report.problems
+            ballast.unlink()
+            assert commit_episode(journal, encoded, ds.meta) == episode
+        ballast.unlink(missing_ok=True)
+    assert failures >= 3  # the sweep did hit the disk limit at several steps
+    assert_valid(ds.root, episodes=6)
+    assert episode_lengths(ds.root) == [20 + i for i in range(6)]

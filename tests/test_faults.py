@@ -41,6 +41,20 @@ def test_failed_publish_step_is_retried(tmp_path: Path, point: str) -> None:
     assert_valid(root, episodes=3)
 
 
+@pytest.mark.parametrize("point", ["rename", "fsync"])
+def test_publish_step_that_keeps_failing_leaves_no_half_written_file(tmp_path: Path, point: str) -> None:
+    # The parquet is written under a hidden name before the failing step; giving up on the
+    # episode must take it away again, or the dataset is left with a stray file.
+    root = tmp_path / "ds"
+    env = {"DOROBOT_INJECT_FAULTS": f"{point}:1"}
+    proc = _record(root, "--record.async_save_max_retries=1", episodes=2, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Save stats: queued=2 completed=1 failed=1" in proc.stdout
+    assert_valid(root, episodes=1)
+    assert len(list((root / ".dorobot/failed").iterdir())) == 1
+    assert not [p.name for p in root.rglob("*.tmp") if ".dorobot" not in p.parts]
+
+
 @pytest.mark.parametrize(
     ("fault", "says"), [("hang", "no frame from the robot"), ("raise", "camera read failed")]
 )

@@ -191,11 +191,11 @@ def commit_episode(
     moves += [(staged, meta.video_path(episode_index, key)) for key, staged in encoded.videos.items()]
     for _, final in moves:
         final.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(_parquet_table(columns, meta.features), moves[0][0], compression="snappy")
-    faults.check("fsync", episode_index, attempt)
-    for tmp, _ in moves:
-        fsync_file(tmp)
     try:
+        pq.write_table(_parquet_table(columns, meta.features), moves[0][0], compression="snappy")
+        faults.check("fsync", episode_index, attempt)
+        for tmp, _ in moves:
+            fsync_file(tmp)
         faults.check("rename", episode_index, attempt)
         for tmp, final in moves:
             os.replace(tmp, final)
@@ -211,10 +211,12 @@ def commit_episode(
         )
     except BaseException:
         # Not committed: put the videos back in staging (their raw frames may be released,
-        # so they can be the only copy) and take the parquet away again.
+        # so they can be the only copy) and remove the parquet, which the journal rebuilds; a
+        # hidden half-written file (the disk filled mid-write) would otherwise stay behind.
         for tmp, final in moves:
             if final.exists() and not tmp.exists():
                 os.replace(final, tmp)
+        moves[0][0].unlink(missing_ok=True)
         raise
     return episode_index
 

@@ -42,9 +42,14 @@ def publish(tmp: Path, final: Path, durable: bool = True) -> None:
 
 def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
     tmp = temp_path(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-    publish(tmp, path, durable)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        publish(tmp, path, durable)
+    except BaseException:
+        # A full disk must not leave a torn hidden file for the next reader to trip over.
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json_atomic(path: Path, obj: Any, indent: int | None = 4, durable: bool = True) -> None:

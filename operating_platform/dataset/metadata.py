@@ -250,6 +250,7 @@ class DoRobotDatasetMetadata:
             }
             sizes = {rel: (self.root / rel).stat().st_size for rel in appends}
             info = json.loads(json.dumps(self.info))
+            tmp = temp_path(self.root / INFO_PATH)
             try:
                 for rel, lines in appends.items():
                     if lines:
@@ -260,13 +261,13 @@ class DoRobotDatasetMetadata:
                 )
                 for key, block in record.video_info.items():
                     info["features"][key].setdefault("info", block)
-                tmp = temp_path(self.root / INFO_PATH)
                 tmp.write_text(json.dumps(info, indent=4, ensure_ascii=False), encoding="utf-8")
                 fsync_file(tmp)
                 os.replace(tmp, self.root / INFO_PATH)  # the commit point
             except BaseException:
                 for rel, size in sizes.items():
                     os.truncate(self.root / rel, size)
+                tmp.unlink(missing_ok=True)
                 raise
             # Committed. A failing directory fsync now only weakens durability against a power
             # cut; undoing the JSONL lines would contradict the info.json readers already see.

@@ -45,6 +45,19 @@ def run_record(
     )
 
 
+def run_session(root: Path, *flags: str, episodes: int = 3, env: dict[str, str] | None = None):
+    """A timed session of `episodes` one-second episodes into `root`, on the small sim robot."""
+    return run_record(
+        *FAST,
+        "--record.repo_id=lab/session",
+        f"--record.root={root}",
+        f"--record.num_episodes={episodes}",
+        "--record.episode_time_s=1",
+        *flags,
+        env=env,
+    )
+
+
 # Three full-size cameras on x264's slowest preset: encoding cannot keep up with capture, so
 # saves are still pending when a session ends.
 SLOW_ENCODING = [
@@ -83,6 +96,11 @@ def wait_for_line(proc: subprocess.Popen, pattern: str, seen: list[str], timeout
         if re.search(pattern, line):
             return
     raise AssertionError(f"{pattern!r} never printed:\n{''.join(seen)}")
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The non-blank lines a run printed on stderr (each should be one `error:` line)."""
+    return [line for line in stderr.splitlines() if line.strip()]
 
 
 def run_recover(root: Path, *flags: str) -> subprocess.CompletedProcess:

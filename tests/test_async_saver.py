@@ -11,7 +11,7 @@ import pytest
 
 from operating_platform.core.record import Record, RecordConfig
 from operating_platform.robots import SimRobotConfig, make_robot
-from tests.conftest import FAST, SLOW_ENCODING, assert_valid, run_record
+from tests.conftest import SLOW_ENCODING, assert_valid, run_session
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -78,21 +78,9 @@ def test_discard_while_encoding_reuses_the_index(tmp_path: Path) -> None:
     assert not list((tmp_path / "ds/.dorobot/staging").iterdir())
 
 
-def _session(root: Path, *flags: str, episodes: int = 3, env: dict | None = None):
-    return run_record(
-        *FAST,
-        "--record.repo_id=lab/async",
-        f"--record.root={root}",
-        f"--record.num_episodes={episodes}",
-        "--record.episode_time_s=1",
-        *flags,
-        env=env,
-    )
-
-
 def test_sync_and_async_give_identical_datasets(tmp_path: Path) -> None:
     for mode in ("true", "false"):
-        proc = _session(tmp_path / mode, "--robot.seed=7", f"--record.use_async_save={mode}")
+        proc = run_session(tmp_path / mode, "--robot.seed=7", f"--record.use_async_save={mode}")
         assert proc.returncode == 0, proc.stderr
         assert_valid(tmp_path / mode, episodes=3)
     assert "Queued episode" in _session_log(tmp_path / "true")
@@ -110,7 +98,7 @@ def _session_log(root: Path) -> str:
 
 def test_exit_with_saves_pending_waits_and_loses_nothing(tmp_path: Path) -> None:
     root = tmp_path / "ds"
-    proc = _session(root, *SLOW_ENCODING)
+    proc = run_session(root, *SLOW_ENCODING)
     assert proc.returncode == 0, proc.stderr
     assert "Waiting for" in proc.stdout and "pending saves" in proc.stdout
     assert "Save stats: queued=3 completed=3 failed=0" in proc.stdout
@@ -120,7 +108,7 @@ def test_exit_with_saves_pending_waits_and_loses_nothing(tmp_path: Path) -> None
 
 def test_injected_encoder_failure_is_retried(tmp_path: Path) -> None:
     root = tmp_path / "ds"
-    proc = _session(root, env={"DOROBOT_INJECT_FAULTS": "encode:1:1"})
+    proc = run_session(root, env={"DOROBOT_INJECT_FAULTS": "encode:1:1"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "✗ Episode 1 failed (attempt 1): InjectedFault" in out and "retrying in 2s" in out
@@ -131,7 +119,7 @@ def test_injected_encoder_failure_is_retried(tmp_path: Path) -> None:
 
 def test_encoder_process_crash_is_retried(tmp_path: Path) -> None:
     root = tmp_path / "ds"
-    proc = _session(root, env={"DOROBOT_INJECT_FAULTS": "crash:0:1"})
+    proc = run_session(root, env={"DOROBOT_INJECT_FAULTS": "crash:0:1"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "the encoder process died (killed by signal 9)" in proc.stdout
     assert_valid(root, episodes=3)
@@ -139,7 +127,7 @@ def test_encoder_process_crash_is_retried(tmp_path: Path) -> None:
 
 def test_permanent_failure_sets_the_episode_aside_without_a_gap(tmp_path: Path) -> None:
     root = tmp_path / "ds"
-    proc = _session(root, "--record.async_save_max_retries=1", env={"DOROBOT_INJECT_FAULTS": "encode:1"})
+    proc = run_session(root, "--record.async_save_max_retries=1", env={"DOROBOT_INJECT_FAULTS": "encode:1"})
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "could not be saved after 2 attempts" in proc.stdout
     assert "Save stats: queued=3 completed=2 failed=1" in proc.stdout
@@ -155,7 +143,7 @@ def test_permanent_failure_sets_the_episode_aside_without_a_gap(tmp_path: Path) 
 
 def test_full_queue_waits_and_never_drops(tmp_path: Path) -> None:
     root = tmp_path / "ds"
-    proc = _session(root, *SLOW_ENCODING, "--record.async_save_queue_size=1", episodes=4)
+    proc = run_session(root, *SLOW_ENCODING, "--record.async_save_queue_size=1", episodes=4)
     assert proc.returncode == 0, proc.stderr
     assert "Save queue full (1 episodes waiting): waiting for a free slot" in proc.stdout
     assert "Save stats: queued=4 completed=4 failed=0" in proc.stdout

@@ -19,6 +19,7 @@ from tests.conftest import (
     FAST,
     assert_valid,
     episode_lengths,
+    error_lines,
     queued_episodes,
     run_record,
     run_recover,
@@ -35,10 +36,6 @@ def _fill(path: Path) -> None:
                     f.write(chunk)
             except OSError:
                 pass
-
-
-def _errors(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.strip()]
 
 
 def test_disk_full_stops_cleanly_keeps_everything_and_recovers(small_disk: Path) -> None:
@@ -60,7 +57,7 @@ def test_disk_full_stops_cleanly_keeps_everything_and_recovers(small_disk: Path)
     out = "".join(seen) + out
     assert proc.returncode == 1, out + err
     assert "Traceback" not in err and "Traceback" not in out
-    errors = _errors(err)
+    errors = error_lines(err)
     assert errors and all(line.startswith("error: ") for line in errors), err
     assert "full" in errors[0] and "dorobot recover" in err
 
@@ -95,7 +92,7 @@ def test_not_enough_room_for_an_episode_refuses_to_start(small_disk: Path) -> No
         "--record.use_async_save=false",
     )
     assert proc.returncode == 1
-    errors = _errors(proc.stderr)
+    errors = error_lines(proc.stderr)
     assert len(errors) == 1 and "almost full" in errors[0] and "a 60 s episode needs" in errors[0], (
         proc.stderr
     )

@@ -12,29 +12,20 @@ import pytest
 from operating_platform.dataset.dorobot_dataset import DoRobotDataset
 from operating_platform.dataset.recovery import recover_dataset
 from operating_platform.robots import SimRobotConfig, make_robot
-from tests.conftest import FAST, assert_valid, run_record, start_record, wait_for_line
-
-
-def _record(root: Path, *flags: str, episodes: int = 3, env: dict | None = None):
-    return run_record(
-        *FAST,
-        "--record.repo_id=lab/faults",
-        f"--record.root={root}",
-        f"--record.num_episodes={episodes}",
-        "--record.episode_time_s=1",
-        *flags,
-        env=env,
-    )
-
-
-def _error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.strip()]
+from tests.conftest import (
+    FAST,
+    assert_valid,
+    error_lines,
+    run_session,
+    start_record,
+    wait_for_line,
+)
 
 
 @pytest.mark.parametrize("point", ["rename", "fsync"])
 def test_failed_publish_step_is_retried(tmp_path: Path, point: str) -> None:
     root = tmp_path / "ds"
-    proc = _record(root, env={"DOROBOT_INJECT_FAULTS": f"{point}:1:1"})
+    proc = run_session(root, env={"DOROBOT_INJECT_FAULTS": f"{point}:1:1"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"injected {point} failure" in proc.stdout and "retrying in 2s" in proc.stdout
     assert "Save stats: queued=3 completed=3 failed=0" in proc.stdout
@@ -47,7 +38,7 @@ def test_publish_step_that_keeps_failing_leaves_no_half_written_file(tmp_path: P
     # episode must take it away again, or the dataset is left with a stray file.
     root = tmp_path / "ds"
     env = {"DOROBOT_INJECT_FAULTS": f"{point}:1"}
-    proc = _record(root, "--record.async_save_max_retries=1", episodes=2, env=env)
+    proc = run_session(root, "--record.async_save_max_retries=1", episodes=2, env=env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Save stats: queued=2 completed=1 failed=1" in proc.stdout
     assert_valid(root, episodes=1)
@@ -60,7 +51,7 @@ def test_publish_step_that_keeps_failing_leaves_no_half_written_file(tmp_path: P
 )
 def test_camera_that_stops_delivering_frames(tmp_path: Path, fault: str, says: str) -> None:
     root = tmp_path / "ds"
-    proc = _record(
+    proc = run_session(
         root,
         "--robot.type=faulty_sim",
         f"--robot.fault={fault}",
@@ -71,7 +62,7 @@ def test_camera_that_stops_delivering_frames(tmp_path: Path, fault: str, says: s
         env={"DOROBOT_PLUGINS": "faulty_robot"},
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    errors = _error_lines(proc.stderr)
+    errors = error_lines(proc.stderr)
     assert len(errors) == 1 and says in errors[0], proc.stderr
     assert_valid(root, episodes=2)
     assert json.loads((root / "meta/info.json").read_text())["total_frames"] == 40
@@ -79,13 +70,13 @@ def test_camera_that_stops_delivering_frames(tmp_path: Path, fault: str, says: s
 
 def test_read_only_dataset_folder(small_disk: Path) -> None:
     root = small_disk / "ds"
-    assert _record(root, episodes=1).returncode == 0
+    assert run_session(root, episodes=1).returncode == 0
     before = sorted(p.name for p in root.rglob("*"))
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     for target, flags in ((root, ["--record.resume=true"]), (small_disk / "new", [])):
-        proc = _record(target, *flags, episodes=1)
+        proc = run_session(target, *flags, episodes=1)
         assert proc.returncode == 1, proc.stdout + proc.stderr
-        errors = _error_lines(proc.stderr)
+        errors = error_lines(proc.stderr)
         assert len(errors) == 1 and "Read-only file system" in errors[0], proc.stderr
     assert sorted(p.name for p in root.rglob("*")) == before
     assert_valid(root, episodes=1)
@@ -105,7 +96,7 @@ def test_dataset_folder_vanishing_while_recording(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, out + err
     assert "Traceback" not in out + err
-    errors = _error_lines(err)
+    errors = error_lines(err)
     assert len(errors) == 1 and "disappeared while recording" in errors[0], err
 
 

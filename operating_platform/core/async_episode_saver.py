@@ -25,6 +25,7 @@ from operating_platform.dataset.finalize import (
     EncodedEpisode,
     commit_episode,
     discard_journal,
+    set_aside_journal,
     staging_dir_for,
 )
 from operating_platform.dataset.metadata import DoRobotDatasetMetadata
@@ -271,6 +272,10 @@ class AsyncEpisodeSaver:
                 return task
         raise KeyError(f"{journal} was never begun with the saver")
 
+    def _out_of_retries(self, task: EpisodeSaveTask) -> bool:
+        # An episode still being recorded keeps trying: it may yet be encoded once it ends.
+        return task.attempts > self.max_retries and task.state != EpisodeState.RECORDING
+
     def _waiting_count(self) -> int:
         return sum(1 for t in self._order if t.state in (EpisodeState.PENDING, EpisodeState.ENCODING))
 
@@ -348,7 +353,7 @@ class AsyncEpisodeSaver:
             )
             return
         task.attempts += 1
-        if task.attempts > self.max_retries and task.state != EpisodeState.RECORDING:
+        if self._out_of_retries(task):
             log.error(f"{PREFIX} ✗ Episode {index} failed (attempt {task.attempts}): {reason}")
             return
         delay = 2**task.attempts
@@ -362,8 +367,7 @@ class AsyncEpisodeSaver:
             return
         now = time.monotonic()
         for task in self._order:
-            out_of_retries = task.attempts > self.max_retries and task.state != EpisodeState.RECORDING
-            if task.encoded is None and not out_of_retries and task.retry_at <= now:
+            if task.encoded is None and not self._out_of_retries(task) and task.retry_at <= now:
                 self._next_job += 1
                 task.job_id = self._next_job
                 self._in_flight = task
@@ -386,7 +390,7 @@ class AsyncEpisodeSaver:
         head = self._order[0]
         if head.state == EpisodeState.RECORDING or head is self._in_flight:
             return None
-        if head.encoded is not None or head.attempts > self.max_retries:
+        if head.encoded is not None or self._out_of_retries(head):
             return head
         return None
 
@@ -404,37 +408,30 @@ class AsyncEpisodeSaver:
             return
         discard_journal(self.meta, task.journal)
         elapsed = time.monotonic() - (task.queued_at or time.monotonic())
-        with self._changed:
-            task.state = EpisodeState.COMPLETED
-            task.episode_index = index
-            self._committed += 1
-            self._order.remove(task)
-            self._done.append(task)
-            self._changed.notify_all()
+        task.episode_index = index
+        self._retire(task, EpisodeState.COMPLETED)
         log.info(f"{PREFIX} ✓ Episode {index} saved successfully in {elapsed:.2f}s (frames={task.frames})")
 
-    def _give_up(self, task: EpisodeSaveTask, reason: str) -> None:
-        """Last resort when even setting an episode aside failed (its journal vanished?)."""
+    def _retire(self, task: EpisodeSaveTask, state: EpisodeState) -> None:
+        """The episode leaves the order, committed or failed, and the next one moves up."""
         with self._changed:
-            task.state = EpisodeState.FAILED
-            task.error = reason
+            task.state = state
+            if state == EpisodeState.COMPLETED:
+                self._committed += 1
             if task in self._order:
                 self._order.remove(task)
             self._done.append(task)
             self._changed.notify_all()
+
+    def _give_up(self, task: EpisodeSaveTask, reason: str) -> None:
+        """Last resort when even setting an episode aside failed (its journal vanished?)."""
+        task.error = reason
+        self._retire(task, EpisodeState.FAILED)
         log.error(f"{PREFIX} ✗ Episode {task.expected_index} could not be saved or set aside: {reason}")
 
     def _set_aside(self, task: EpisodeSaveTask) -> None:
-        failed_dir = self.meta.private_dir / "failed" / task.journal.name
-        failed_dir.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(staging_dir_for(self.meta, task.journal), ignore_errors=True)
-        shutil.move(task.journal, failed_dir)
-        (failed_dir / "error.txt").write_text(f"{task.error}\n", encoding="utf-8")
-        with self._changed:
-            task.state = EpisodeState.FAILED
-            self._order.remove(task)
-            self._done.append(task)
-            self._changed.notify_all()
+        failed_dir = set_aside_journal(self.meta, task.journal, "failed", str(task.error))
+        self._retire(task, EpisodeState.FAILED)
         log.error(
             f"{PREFIX} ✗ Episode {task.expected_index} could not be saved after {task.attempts} attempts "
             f"({task.error}); its {task.frames} frames are kept whole in {failed_dir}; "

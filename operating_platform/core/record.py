@@ -25,10 +25,7 @@ from operating_platform.core.async_episode_saver import (
 )
 from operating_platform.core.record_config import ConfigError, RecordConfig
 from operating_platform.dataset.diskspace import (
-    MB,
-    DiskFullError,
     check_room,
-    free_bytes,
     low_water_bytes,
     raw_bytes_per_second,
 )
@@ -40,6 +37,7 @@ __all__ = ["CaptureStats", "ConfigError", "EpisodeMetadata", "Record", "RecordCo
 log = logging.getLogger("operating_platform.record")
 
 STALL_TIMEOUT_S = 2.0
+LATE_TICK_S = 0.005
 
 
 class CaptureStalled(RuntimeError):
@@ -52,8 +50,14 @@ class CaptureStats:
 
     fps: int
     lateness_s: list[float] = field(default_factory=list)
+    late_ticks: int = 0  # later than LATE_TICK_S; counted as they happen, for the status line
     missed_ticks: int = 0
     recent_ticks: deque = field(default_factory=lambda: deque(maxlen=31))
+
+    def tick(self, now: float, lateness: float) -> None:
+        self.lateness_s.append(lateness)
+        self.late_ticks += lateness > LATE_TICK_S
+        self.recent_ticks.append(now)
 
     def achieved_fps(self) -> float:
         """Frames per second over the last second of capture."""
@@ -61,9 +65,6 @@ class CaptureStats:
         if len(ticks) < 2 or ticks[-1] == ticks[0]:
             return 0.0
         return (len(ticks) - 1) / (ticks[-1] - ticks[0])
-
-    def late_ticks(self, threshold_s: float = 0.005) -> int:
-        return int(sum(1 for x in self.lateness_s if x > threshold_s))
 
 
 class Record:
@@ -191,8 +192,7 @@ class Record:
                     if self._stop_capture.wait(next_tick - now):
                         break
                     now = time.perf_counter()
-                self.stats.lateness_s.append(now - next_tick)
-                self.stats.recent_ticks.append(now)
+                self.stats.tick(now, now - next_tick)
                 if not self._tick():
                     break
                 next_tick += period
@@ -219,12 +219,7 @@ class Record:
             frames = self.dataset.add_frame(frame, self.task, capture_time=time.time()) + 1
         self.latest_frame = frame
         if frames % self.fps == 0:  # once a second: statvfs costs microseconds
-            free = free_bytes(self.dataset.root)
-            if free < self._low_water:
-                raise DiskFullError(
-                    f"the disk holding {self.dataset.root} is almost full ({free / MB:.0f} MB free, "
-                    f"recording needs at least {self._low_water / MB:.0f} MB)"
-                )
+            check_room(self.dataset.root, self._low_water, "recording")
         return self._max_frames is None or frames < self._max_frames
 
     def check_stalled(self, timeout_s: float = STALL_TIMEOUT_S) -> bool:

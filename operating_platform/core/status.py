@@ -21,6 +21,7 @@ from operating_platform.core.record import Record
 from operating_platform.dataset.diskspace import free_bytes
 
 GB = 2**30
+REFRESH_HZ = 4
 log = logging.getLogger("operating_platform.status")
 
 
@@ -42,7 +43,7 @@ def render(record: Record, phase: str, index: int, limit_s: float | None, disk: 
     line = Text()
     style = {"REC": "bold red", "PAUSED": "bold yellow", "RESET": "bold cyan"}.get(phase, "bold")
     line.append(f"{phase}", style=style)
-    line.append(f" ep {index}  {elapsed:5.1f}{limit} s | {fps:4.1f} fps, {stats.late_ticks()} late | ")
+    line.append(f" ep {index}  {elapsed:5.1f}{limit} s | {fps:4.1f} fps, {stats.late_ticks} late | ")
     status = record.status()
     if status is not None:
         line.append(f"saves: {status.pending} pending, {status.encoding} encoding, ")
@@ -60,9 +61,12 @@ class StatusLine:
     def __init__(self, record: Record, console: Console | None = None) -> None:
         self.record = record
         self.console = console or Console(highlight=False)
-        self._live = Live(console=self.console, refresh_per_second=4, transient=True, redirect_stderr=False)
+        self._live = Live(
+            console=self.console, refresh_per_second=REFRESH_HZ, transient=True, redirect_stderr=False
+        )
         self._disk = (0, 0.0)
         self._disk_checked = -1.0
+        self._rendered = -1.0
 
     def __enter__(self) -> StatusLine:
         self._live.__enter__()
@@ -72,6 +76,11 @@ class StatusLine:
         self._live.__exit__(*exc)
 
     def update(self, phase: str, index: int, limit_s: float | None, now: float) -> None:
+        # The session polls far more often than the screen is redrawn; building the line more
+        # often than that would only take the GIL from the capture thread.
+        if now - self._rendered < 1 / REFRESH_HZ:
+            return
+        self._rendered = now
         if now - self._disk_checked >= 1.0:  # statvfs and a glob: once a second is plenty
             free = free_bytes(self.record.dataset.root)
             self._disk = (free, minutes_left(self.record, free))

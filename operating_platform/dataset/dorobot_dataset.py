@@ -42,7 +42,6 @@ class DoRobotDataset:
         self.features = meta.features
         self._journal: JournalWriter | None = None
         self._lock: FileLock | None = None
-        self._episode_start: float | None = None
 
     @classmethod
     def create(

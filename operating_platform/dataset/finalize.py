@@ -11,6 +11,7 @@ The journal is only deleted after the commit, so a failure at any point can star
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -229,6 +230,28 @@ def discard_journal(meta: DoRobotDatasetMetadata, journal_dir: Path) -> None:
     """Remove a journal and its staging once its episode is committed (or discarded)."""
     shutil.rmtree(staging_dir_for(meta, journal_dir), ignore_errors=True)
     shutil.rmtree(journal_dir, ignore_errors=True)
+
+
+def set_aside_journal(meta: DoRobotDatasetMetadata, journal_dir: Path, kind: str, why: str) -> Path:
+    """Move a journal whole to `.dorobot/<kind>/`, with `why` in its error.txt; returns where.
+
+    Used for an episode that cannot be committed: its raw data is kept, never deleted, and the
+    dataset carries on without a gap.
+    """
+    target = meta.private_dir / kind / journal_dir.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(staging_dir_for(meta, journal_dir), ignore_errors=True)
+    shutil.move(journal_dir, target)
+    (target / "error.txt").write_text(f"{why}\n", encoding="utf-8")
+    return target
+
+
+def committing_index(journal_dir: Path) -> int | None:
+    """The index a journal's commit was started as (see `commit_episode`), or None."""
+    marker = journal_dir / COMMIT_FILE
+    if not marker.exists():
+        return None
+    return int(json.loads(marker.read_text(encoding="utf-8"))["episode_index"])
 
 
 def finalize_journal(journal_dir: Path, meta: DoRobotDatasetMetadata, video: VideoSettings) -> int:

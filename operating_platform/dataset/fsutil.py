@@ -27,34 +27,35 @@ def temp_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.tmp")
 
 
-def publish(tmp: Path, final: Path, durable: bool = True) -> None:
-    """Rename `tmp` over `final`, so `final` is old or new, never torn.
+def write_bytes_atomic(path: Path, data: bytes, durable: bool = True, sync_dir: bool = True) -> None:
+    """Replace `path` with `data`, so `path` holds the old content or the new, never a torn mix.
 
-    `durable` also fsyncs the file before and the directory after, so the result survives a
-    power cut, not only a killed process; it costs milliseconds.
+    `durable` fsyncs the file before the rename and, with `sync_dir`, the directory after, so
+    the result survives a power cut and not only a killed process; it costs milliseconds. A
+    caller that must not see a failing directory fsync as a failed write (the rename already
+    happened, readers see the new file) passes `sync_dir=False` and fsyncs it itself.
     """
-    if durable:
-        fsync_file(tmp)
-    os.replace(tmp, final)
-    if durable:
-        fsync_dir(final.parent)
-
-
-def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
     tmp = temp_path(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-        publish(tmp, path, durable)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
     except BaseException:
         # A full disk must not leave a torn hidden file for the next reader to trip over.
         tmp.unlink(missing_ok=True)
         raise
+    if durable and sync_dir:
+        fsync_dir(path.parent)
 
 
-def write_json_atomic(path: Path, obj: Any, indent: int | None = 4, durable: bool = True) -> None:
+def write_json_atomic(
+    path: Path, obj: Any, indent: int | None = 4, durable: bool = True, sync_dir: bool = True
+) -> None:
     data = json.dumps(obj, indent=indent, ensure_ascii=False).encode("utf-8")
-    write_bytes_atomic(path, data, durable)
+    write_bytes_atomic(path, data, durable, sync_dir)
 
 
 def append_lines_durable(path: Path, lines: list[str]) -> None:

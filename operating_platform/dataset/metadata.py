@@ -21,8 +21,6 @@ from operating_platform.dataset.features import video_keys, with_default_feature
 from operating_platform.dataset.fsutil import (
     append_lines_durable,
     fsync_dir,
-    fsync_file,
-    temp_path,
     write_json_atomic,
 )
 
@@ -250,7 +248,6 @@ class DoRobotDatasetMetadata:
             }
             sizes = {rel: (self.root / rel).stat().st_size for rel in appends}
             info = json.loads(json.dumps(self.info))
-            tmp = temp_path(self.root / INFO_PATH)
             try:
                 for rel, lines in appends.items():
                     if lines:
@@ -261,13 +258,10 @@ class DoRobotDatasetMetadata:
                 )
                 for key, block in record.video_info.items():
                     info["features"][key].setdefault("info", block)
-                tmp.write_text(json.dumps(info, indent=4, ensure_ascii=False), encoding="utf-8")
-                fsync_file(tmp)
-                os.replace(tmp, self.root / INFO_PATH)  # the commit point
+                write_json_atomic(self.root / INFO_PATH, info, sync_dir=False)  # the commit point
             except BaseException:
                 for rel, size in sizes.items():
                     os.truncate(self.root / rel, size)
-                tmp.unlink(missing_ok=True)
                 raise
             # Committed. A failing directory fsync now only weakens durability against a power
             # cut; undoing the JSONL lines would contradict the info.json readers already see.

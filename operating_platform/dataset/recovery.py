@@ -24,9 +24,10 @@ from pathlib import Path
 
 from operating_platform.dataset.features import video_keys
 from operating_platform.dataset.finalize import (
-    COMMIT_FILE,
+    committing_index,
     discard_journal,
     finalize_journal,
+    set_aside_journal,
     staging_dir_for,
 )
 from operating_platform.dataset.fsutil import write_bytes_atomic, write_json_atomic
@@ -155,11 +156,9 @@ def _journals_being_committed(meta: DoRobotDatasetMetadata) -> dict[int, Path]:
     """Episode index -> journal, for journals whose commit did not reach info.json."""
     found = {}
     for journal in _journals_in_order(meta.private_dir / "journal"):
-        marker = journal / COMMIT_FILE
-        if marker.exists():
-            index = json.loads(marker.read_text(encoding="utf-8"))["episode_index"]
-            if index >= meta.total_episodes:
-                found[index] = journal
+        index = committing_index(journal)
+        if index is not None and index >= meta.total_episodes:
+            found[index] = journal
     return found
 
 
@@ -184,13 +183,11 @@ def _recover_journal(
     act: Callable[[str], None],
 ) -> None:
     name = journal.name
-    marker = journal / COMMIT_FILE
-    if marker.exists():
-        index = json.loads(marker.read_text(encoding="utf-8"))["episode_index"]
-        if index < meta.total_episodes:
-            discard_journal(meta, journal)
-            act(f"journal {name}: episode {index} was already committed; removed its journal")
-            return
+    index = committing_index(journal)
+    if index is not None and index < meta.total_episodes:
+        discard_journal(meta, journal)
+        act(f"journal {name}: episode {index} was already committed; removed its journal")
+        return
     try:
         reader = JournalReader(journal)
         if reader.closed is None:
@@ -200,9 +197,8 @@ def _recover_journal(
                 act(f"journal {name}: no complete frame was captured; removed")
                 return
             if not salvage_partial:
-                _set_aside(
-                    meta, journal, "partial", "the episode being recorded when the session ended", report
-                )
+                why = "the episode being recorded when the session ended"
+                report.set_aside.append(set_aside_journal(meta, journal, "partial", why))
                 act(
                     f"journal {name}: the episode being recorded ({frames} frames) is set aside whole in "
                     f"{PRIVATE_DIR}/partial/{name}; `dorobot recover --salvage-partial` commits it"
@@ -213,22 +209,11 @@ def _recover_journal(
         video = VideoSettings(**reader.header.get("video", {}))
         index = finalize_journal(journal, meta, video)
     except (JournalError, OSError, ValueError) as exc:
-        _set_aside(meta, journal, "failed", str(exc), report)
+        report.set_aside.append(set_aside_journal(meta, journal, "failed", str(exc)))
         act(f"journal {name}: cannot be committed ({exc}); set aside whole in {PRIVATE_DIR}/failed/{name}")
         return
     report.committed.append(index)
     act(f"journal {name}: committed as episode {index} ({meta.episode_length(index)} frames)")
-
-
-def _set_aside(
-    meta: DoRobotDatasetMetadata, journal: Path, kind: str, why: str, report: RecoveryReport
-) -> None:
-    target = meta.private_dir / kind / journal.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(staging_dir_for(meta, journal), ignore_errors=True)
-    shutil.move(journal, target)
-    (target / "error.txt").write_text(f"{why}\n", encoding="utf-8")
-    report.set_aside.append(target)
 
 
 def _remove_stale_staging(meta: DoRobotDatasetMetadata, act: Callable[[str], None]) -> None:

@@ -82,7 +82,11 @@ def test_read_only_dataset_folder(small_disk: Path) -> None:
     assert_valid(root, episodes=1)
 
 
-def test_dataset_folder_vanishing_while_recording(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("reset_s", "when"), [(0, r"Queued episode 2 "), (2, r"Reset the scene")], ids=["recording", "reset"]
+)
+def test_dataset_folder_vanishing_while_recording(tmp_path: Path, reset_s: int, when: str) -> None:
+    # Mid-episode, or between episodes, when the next one is about to start.
     root = tmp_path / "ds"
     proc = start_record(
         *FAST,
@@ -90,8 +94,9 @@ def test_dataset_folder_vanishing_while_recording(tmp_path: Path) -> None:
         f"--record.root={root}",
         "--record.num_episodes=100",
         "--record.episode_time_s=0.5",
+        f"--record.reset_time_s={reset_s}",
     )
-    wait_for_line(proc, r"Queued episode 2 ", [])
+    wait_for_line(proc, when, [])
     subprocess.run(["rm", "-rf", str(root)], check=True)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, out + err

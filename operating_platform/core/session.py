@@ -101,6 +101,9 @@ class Session:
         except DiskFullError as exc:
             self.error = f"{exc}; recording stopped before episode {index}"
             return FAILED
+        except OSError as exc:  # the folder vanished or turned read-only between episodes
+            self.error = describe_capture_error(exc, record.dataset.root)
+            return FAILED
         outcome, paused = NEXT, False
         while True:
             if self.interrupts.requested.is_set():

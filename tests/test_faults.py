@@ -15,7 +15,10 @@ from operating_platform.robots import SimRobotConfig, make_robot
 from tests.conftest import (
     FAST,
     assert_valid,
+    episode_lengths,
     error_lines,
+    queued_episodes,
+    run_recover,
     run_session,
     start_record,
     wait_for_line,
@@ -96,13 +99,46 @@ def test_dataset_folder_vanishing_while_recording(tmp_path: Path, reset_s: int, 
         "--record.episode_time_s=0.5",
         f"--record.reset_time_s={reset_s}",
     )
-    wait_for_line(proc, when, [])
-    subprocess.run(["rm", "-rf", str(root)], check=True)
+    seen: list[str] = []
+    wait_for_line(proc, when, seen)
+    # Moved away in one step (`rm -rf` races with the files the program is still creating).
+    moved = tmp_path / "moved"
+    root.rename(moved)
     out, err = proc.communicate(timeout=120)
+    out = "".join(seen) + out
     assert proc.returncode == 1, out + err
     assert "Traceback" not in out + err
     errors = error_lines(err)
     assert len(errors) == 1 and "disappeared while recording" in errors[0], err
+    assert "All saves completed" not in out and "no longer exists" in out, out
+    # Nothing is recreated where the operator removed the dataset: no half-dataset appears.
+    assert not root.exists(), sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    # Where it was moved to, recovery finishes every episode the recorder announced.
+    assert run_recover(moved).returncode == 0
+    queued = queued_episodes(out)
+    assert queued and episode_lengths(moved) == [queued[i] for i in sorted(queued)], out
+    assert_valid(moved)
+
+
+def test_journal_cut_short_before_its_header_is_removed_not_set_aside(tmp_path: Path) -> None:
+    # Killed (or its folder moved) between creating the journal and writing its header: no frame
+    # can have been captured, so there is nothing to keep and nothing to report as failed.
+    robot = make_robot(SimRobotConfig(camera_width=64, camera_height=48))
+    robot.connect()
+    ds = DoRobotDataset.create("lab/faults", tmp_path / "ds", 30, robot.robot_type, robot.features)
+    ds.add_frame(robot.capture(), "t")
+    assert ds.save_episode() == 0
+    journal = ds.journal_dir / "20261130T000000-1-000000000"
+    journal.mkdir()
+    (journal / ".header.json.tmp").write_text('{"format": 1, "fps"')
+    ds.close()
+
+    lines: list[str] = []
+    report = recover_dataset(tmp_path / "ds", say=lines.append)
+    assert report.set_aside == [] and report.committed == [], lines
+    assert not journal.exists() and not (tmp_path / "ds/.dorobot/failed").exists()
+    assert any("no frame was captured" in line for line in lines), lines
+    assert_valid(tmp_path / "ds", episodes=1)
 
 
 def test_corrupt_journal_is_set_aside_whole(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from operating_platform.dataset.metadata import DoRobotDatasetMetadata
 from operating_platform.dataset.video import VideoSettings
 
 log = logging.getLogger("operating_platform.saver")
+DISK_FULL = "the disk is full"
 PREFIX = "[AsyncEpisodeSaver]"
 
 
@@ -139,9 +140,14 @@ class AsyncEpisodeSaver:
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closing = False
-        # Set when a save fails for lack of space: nothing more is attempted, every episode
-        # not yet committed stays in its journal for `dorobot recover` once space is freed.
-        self.disk_full = False
+        # Why saving stopped, when it cannot go on: the disk is full (every episode not yet
+        # committed stays in its journal for `dorobot recover` once space is freed), or the
+        # dataset folder disappeared. Nothing more is attempted; retries could not help.
+        self.halted: str | None = None
+
+    @property
+    def disk_full(self) -> bool:
+        return self.halted == DISK_FULL
 
     # -- called by the recorder -----------------------------------------------------------------
 
@@ -224,7 +230,7 @@ class AsyncEpisodeSaver:
         deadline = time.monotonic() + timeout
         while True:
             with self._changed:
-                busy = not self.disk_full and any(t.state != EpisodeState.RECORDING for t in self._order)
+                busy = not self.halted and any(t.state != EpisodeState.RECORDING for t in self._order)
                 if not busy:
                     return True
                 remaining = deadline - time.monotonic()
@@ -242,18 +248,23 @@ class AsyncEpisodeSaver:
         pending = sum(1 for t in self._order if t.state != EpisodeState.RECORDING)
         if pending:
             log.info(f"[Record] Waiting for {pending} pending saves...")
-        finished = self.wait_all(timeout, on_progress)
-        if pending and finished:
-            log.info(f"{PREFIX} All saves completed in {time.monotonic() - started:.2f}s")
+        self.wait_all(timeout, on_progress)
         with self._changed:
             left = [t for t in self._order if t.state != EpisodeState.RECORDING]
             self._closing = True
             self._changed.notify_all()
+        if pending and not left:
+            log.info(f"{PREFIX} All saves completed in {time.monotonic() - started:.2f}s")
         self._thread.join()
         self._thread = None
         self._worker.stop()
-        if left:
-            why = "the disk is full" if self.disk_full else f"not saved within {timeout:g}s"
+        if left and self.halted and not self.disk_full:
+            log.error(
+                f"{PREFIX} {len(left)} episode(s) not saved: {self.halted}; if it was moved, "
+                "`dorobot recover` on its new place finishes them"
+            )
+        elif left:
+            why = self.halted or f"not saved within {timeout:g}s"
             journals = self.meta.private_dir / "journal"
             log.error(
                 f"{PREFIX} {len(left)} episode(s) kept in their journals in {journals} ({why}); "
@@ -344,12 +355,16 @@ class AsyncEpisodeSaver:
         if task.state != EpisodeState.RECORDING:
             task.state = EpisodeState.PENDING
         index = self._index_of(task)
+        if not disk_full and not self.meta.root.exists():
+            # Setting it aside would recreate the folder the operator removed; keep nothing there.
+            self.halted = f"the dataset folder {self.meta.root} disappeared"
+            log.error(f"{PREFIX} ✗ Episode {index} cannot be saved: {self.halted}")
+            return
         if disk_full:
             # Retrying cannot help and setting aside would hide it: keep it where it is.
-            self.disk_full = True
+            self.halted = DISK_FULL
             log.error(
-                f"{PREFIX} ✗ Episode {index} cannot be saved: the disk is full ({reason}); "
-                "it stays in its journal"
+                f"{PREFIX} ✗ Episode {index} cannot be saved: {DISK_FULL} ({reason}); it stays in its journal"
             )
             return
         task.attempts += 1
@@ -363,7 +378,7 @@ class AsyncEpisodeSaver:
         )
 
     def _dispatch(self) -> None:
-        if self._in_flight is not None or self._closing or self.disk_full:
+        if self._in_flight is not None or self._closing or self.halted:
             return
         now = time.monotonic()
         for task in self._order:
@@ -385,7 +400,7 @@ class AsyncEpisodeSaver:
 
     def _ready_head(self) -> EpisodeSaveTask | None:
         """The first episode in order, if it can be committed or must be set aside now."""
-        if not self._order or self.disk_full:
+        if not self._order or self.halted:
             return None
         head = self._order[0]
         if head.state == EpisodeState.RECORDING or head is self._in_flight:

@@ -80,7 +80,10 @@ def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:
                     stats = record.stop(on_progress=bars)
             record.robot.disconnect()
     meta = record.dataset.meta
-    log.info(f"Done: {meta.total_episodes} episodes, {meta.total_frames} frames in {meta.root}")
+    if meta.root.exists():
+        log.info(f"Done: {meta.total_episodes} episodes, {meta.total_frames} frames in {meta.root}")
+    else:
+        log.info(f"Done: {meta.root} no longer exists; it held {meta.total_episodes} episodes when it went")
     if stats is not None and stats.kept and record.async_saver is not None and record.async_saver.disk_full:
         _error(
             f"the disk holding {root} is full: {stats.kept} episode(s) are kept in their journals; "

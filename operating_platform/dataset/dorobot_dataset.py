@@ -15,6 +15,7 @@ import numpy as np
 
 from operating_platform.dataset.features import validate_frame
 from operating_platform.dataset.finalize import finalize_journal
+from operating_platform.dataset.fsutil import make_dirs_within
 from operating_platform.dataset.journal import JournalWriter, new_journal_id
 from operating_platform.dataset.lock import FileLock, lock_session
 from operating_platform.dataset.metadata import INFO_PATH, DatasetError, DoRobotDatasetMetadata
@@ -97,6 +98,7 @@ class DoRobotDataset:
     def open_episode(self, task: str) -> Path:
         """Open the journal of a new episode (done by the first `add_frame` otherwise)."""
         if self._journal is None:
+            make_dirs_within(self.root, self.journal_dir)
             self._journal = JournalWriter(
                 self.journal_dir / new_journal_id(),
                 self.features,

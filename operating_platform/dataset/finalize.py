@@ -25,7 +25,13 @@ import pyarrow.parquet as pq
 
 from operating_platform import faults
 from operating_platform.dataset.features import arrow_schema, parquet_keys
-from operating_platform.dataset.fsutil import fsync_dir, fsync_file, temp_path, write_json_atomic
+from operating_platform.dataset.fsutil import (
+    fsync_dir,
+    fsync_file,
+    make_dirs_within,
+    temp_path,
+    write_json_atomic,
+)
 from operating_platform.dataset.journal import JournalError, JournalReader
 from operating_platform.dataset.metadata import DoRobotDatasetMetadata, EpisodeRecord
 from operating_platform.dataset.stats import ImageStatsAccumulator, numeric_stats, stats_to_json
@@ -74,7 +80,8 @@ def encode_episode(
     if released == 0:
         if staging_dir.exists():
             shutil.rmtree(staging_dir)  # a previous attempt's leftovers; the journal is the truth
-        staging_dir.mkdir(parents=True)
+        # Staging and journal share the recorder's private folder; a vanished dataset stays gone.
+        make_dirs_within(journal_dir.parent.parent, staging_dir)
     else:
         sources = {key: _encoded_source(staging_dir, key, released) for key in reader.video_keys}
     encoders: dict[str, VideoEncoder] = {}
@@ -191,7 +198,7 @@ def commit_episode(
     moves = [(temp_path(meta.data_path(episode_index)), meta.data_path(episode_index))]
     moves += [(staged, meta.video_path(episode_index, key)) for key, staged in encoded.videos.items()]
     for _, final in moves:
-        final.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs_within(meta.root, final.parent)
     try:
         pq.write_table(_parquet_table(columns, meta.features), moves[0][0], compression="snappy")
         faults.check("fsync", episode_index, attempt)
@@ -239,7 +246,7 @@ def set_aside_journal(meta: DoRobotDatasetMetadata, journal_dir: Path, kind: str
     dataset carries on without a gap.
     """
     target = meta.private_dir / kind / journal_dir.name
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs_within(meta.root, target.parent)
     shutil.rmtree(staging_dir_for(meta, journal_dir), ignore_errors=True)
     shutil.move(journal_dir, target)
     (target / "error.txt").write_text(f"{why}\n", encoding="utf-8")

@@ -22,6 +22,19 @@ def fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def make_dirs_within(root: Path, path: Path) -> None:
+    """Create `path` and its missing parents below `root`, but never `root` itself.
+
+    A dataset folder deleted or moved away while the program runs must stay gone: recreating
+    it would leave a half-dataset where the operator removed one. A missing `root` therefore
+    raises FileNotFoundError, which the caller reports as the folder having disappeared.
+    """
+    current = root
+    for part in path.relative_to(root).parts:
+        current = current / part
+        current.mkdir(exist_ok=True)
+
+
 def temp_path(final: Path) -> Path:
     """Where a file is written before it is renamed to `final` (hidden, so no reader globs it)."""
     return final.with_name(f".{final.name}.tmp")

@@ -85,7 +85,7 @@ class JournalWriter:
         self.segment_frames = segment_frames
         self._vector_keys = vector_keys(features)
         self._video_keys = video_keys(features)
-        self.path.mkdir(parents=True, exist_ok=False)
+        self.path.mkdir()  # the caller makes its parent, so a vanished dataset is not recreated
         header = {
             "format": 1,
             "fps": fps,

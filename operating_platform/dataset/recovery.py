@@ -30,8 +30,14 @@ from operating_platform.dataset.finalize import (
     set_aside_journal,
     staging_dir_for,
 )
-from operating_platform.dataset.fsutil import write_bytes_atomic, write_json_atomic
-from operating_platform.dataset.journal import CLOSED_FILE, JournalError, JournalReader
+from operating_platform.dataset.fsutil import make_dirs_within, write_bytes_atomic, write_json_atomic
+from operating_platform.dataset.journal import (
+    CLOSED_FILE,
+    HEADER_FILE,
+    ROWS_FILE,
+    JournalError,
+    JournalReader,
+)
 from operating_platform.dataset.lock import ENCODER_LOCK, FileLock, lock_session
 from operating_platform.dataset.metadata import (
     EPISODES_PATH,
@@ -144,7 +150,7 @@ def _roll_back_uncounted_files(meta: DoRobotDatasetMetadata, act: Callable[[str]
                 continue
             rel = path.relative_to(meta.root)
             if path in returns and not returns[path].exists():
-                returns[path].parent.mkdir(parents=True, exist_ok=True)
+                make_dirs_within(meta.root, returns[path].parent)
                 os.replace(path, returns[path])
                 act(f"{rel}: not committed; moved back to staging to be committed again")
             else:
@@ -187,6 +193,11 @@ def _recover_journal(
     if index is not None and index < meta.total_episodes:
         discard_journal(meta, journal)
         act(f"journal {name}: episode {index} was already committed; removed its journal")
+        return
+    if not (journal / HEADER_FILE).exists() and not (journal / ROWS_FILE).exists():
+        # Cut short before its header was written, which comes before any frame.
+        discard_journal(meta, journal)
+        act(f"journal {name}: no frame was captured; removed")
         return
     try:
         reader = JournalReader(journal)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from operating_platform.dataset.dorobot_dataset import DoRobotDataset
+from operating_platform.dataset.finalize import set_aside_journal
 from operating_platform.dataset.recovery import recover_dataset
 from operating_platform.robots import SimRobotConfig, make_robot
 from tests.conftest import (
@@ -118,6 +119,25 @@ def test_dataset_folder_vanishing_while_recording(tmp_path: Path, reset_s: int, 
     queued = queued_episodes(out)
     assert queued and episode_lengths(moved) == [queued[i] for i in sorted(queued)], out
     assert_valid(moved)
+
+
+@pytest.mark.parametrize("step", ["next episode", "set aside"])
+def test_no_step_recreates_a_dataset_folder_moved_away(tmp_path: Path, step: str) -> None:
+    # The session and the saver stop before these steps; this guards the steps themselves.
+    robot = make_robot(SimRobotConfig(camera_width=64, camera_height=48))
+    robot.connect()
+    root = tmp_path / "ds"
+    ds = DoRobotDataset.create("lab/faults", root, 30, robot.robot_type, robot.features)
+    ds.add_frame(robot.capture(), "t")
+    journal = ds.close_episode(0)
+    root.rename(tmp_path / "moved")
+    with pytest.raises(FileNotFoundError):
+        if step == "next episode":
+            ds.open_episode("t")
+        else:
+            set_aside_journal(ds.meta, journal, "failed", "cannot be saved")
+    ds.close()
+    assert not root.exists(), sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
 def test_journal_cut_short_before_its_header_is_removed_not_set_aside(tmp_path: Path) -> None:

@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from operating_platform.dataset.dorobot_dataset import DoRobotDataset
-from operating_platform.dataset.finalize import commit_episode, encode_episode, staging_dir_for
+from operating_platform.dataset.encode import encode_episode
+from operating_platform.dataset.journal_store import staging_dir
+from operating_platform.dataset.publish import commit_episode
 from operating_platform.robots import SimRobotConfig, make_robot
 
 
@@ -33,7 +35,7 @@ def one_run(root: Path, frames: int, cameras: int) -> dict[str, float]:
         journal_s += time.perf_counter() - t
     started = time.perf_counter()
     journal = ds.close_episode(0)
-    encoded_episode = encode_episode(journal, staging_dir_for(ds.meta, journal), ds.video)
+    encoded_episode = encode_episode(journal, staging_dir(journal), ds.video)
     encoded = time.perf_counter()
     commit_episode(journal, encoded_episode, ds.meta)
     done = time.perf_counter()

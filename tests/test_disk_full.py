@@ -12,7 +12,9 @@ import os
 from pathlib import Path
 
 from operating_platform.dataset.dorobot_dataset import DoRobotDataset
-from operating_platform.dataset.finalize import commit_episode, encode_episode, staging_dir_for
+from operating_platform.dataset.encode import encode_episode
+from operating_platform.dataset.journal_store import staging_dir
+from operating_platform.dataset.publish import commit_episode
 from operating_platform.dataset.verify import verify_dataset
 from operating_platform.robots import SimRobotConfig, make_robot
 from tests.conftest import (
@@ -112,7 +114,7 @@ def test_disk_filling_at_any_step_of_a_commit_leaves_the_dataset_as_it_was(small
         for _ in range(20 + episode):
             ds.add_frame(robot.capture(), "t")
         journal = ds.close_episode(episode)
-        encoded = encode_episode(journal, staging_dir_for(ds.meta, journal), ds.video)
+        encoded = encode_episode(journal, staging_dir(journal), ds.video)
         _fill(ballast)
         os.truncate(ballast, ballast.stat().st_size - free)
         try:

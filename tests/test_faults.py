@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from operating_platform.dataset.dorobot_dataset import DoRobotDataset
-from operating_platform.dataset.finalize import set_aside_journal
+from operating_platform.dataset.journal_store import set_aside_journal
 from operating_platform.dataset.recovery import recover_dataset
 from operating_platform.robots import SimRobotConfig, make_robot
 from tests.conftest import (
@@ -27,11 +27,16 @@ from tests.conftest import (
 
 
 @pytest.mark.parametrize("point", ["rename", "fsync"])
-def test_failed_publish_step_is_retried(tmp_path: Path, point: str) -> None:
+def test_failed_publish_step_is_retried_without_encoding_again(tmp_path: Path, point: str) -> None:
+    # A storage fault while publishing says nothing against the encoded videos: only the publish
+    # step is tried again. Encoding again would cost a lossy generation for frames already
+    # released from the journal (and the encoder's time).
     root = tmp_path / "ds"
-    proc = run_session(root, env={"DOROBOT_INJECT_FAULTS": f"{point}:1:1"})
+    proc = run_session(root, "--record.episode_time_s=2", env={"DOROBOT_INJECT_FAULTS": f"{point}:1:1"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"injected {point} failure" in proc.stdout and "retrying in 2s" in proc.stdout
+    assert f"injected {point} failure" in proc.stdout
+    assert "publishing its encoded videos again in 2s" in proc.stdout
+    assert proc.stdout.count("Starting save for episode 1") == 1, proc.stdout
     assert "Save stats: queued=3 completed=3 failed=0" in proc.stdout
     assert_valid(root, episodes=3)
 
@@ -135,7 +140,7 @@ def test_no_step_recreates_a_dataset_folder_moved_away(tmp_path: Path, step: str
         if step == "next episode":
             ds.open_episode("t")
         else:
-            set_aside_journal(ds.meta, journal, "failed", "cannot be saved")
+            set_aside_journal(journal, "failed", "cannot be saved")
     ds.close()
     assert not root.exists(), sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 

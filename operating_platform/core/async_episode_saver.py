@@ -15,25 +15,23 @@ import logging
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from operating_platform.dataset.diskspace import is_disk_full
+from operating_platform.dataset.encode import EncodedEpisode
 from operating_platform.dataset.encode_worker import EncodeJob, EncodeWorker
-from operating_platform.dataset.finalize import (
-    EncodedEpisode,
-    commit_episode,
-    discard_journal,
-    set_aside_journal,
-    staging_dir_for,
-)
+from operating_platform.dataset.journal_store import FAILED, retire_journal, set_aside_journal, staging_dir
 from operating_platform.dataset.metadata import DoRobotDatasetMetadata
+from operating_platform.dataset.publish import commit_episode
 from operating_platform.dataset.video import VideoSettings
 
 log = logging.getLogger("operating_platform.saver")
 DISK_FULL = "the disk is full"
 PREFIX = "[AsyncEpisodeSaver]"
+RECENT_KEPT = 16
 
 
 class EpisodeState(str, enum.Enum):
@@ -53,6 +51,10 @@ class EpisodeMetadata:
     frames: int
     queued: bool
     elapsed_ms: float = 0.0
+    # Known once the save is over (`save_sync()`): True committed, False set aside or kept in its
+    # journal (`error` says why); None while it is still on its way.
+    saved: bool | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -133,7 +135,11 @@ class AsyncEpisodeSaver:
         # Episodes committed, counted here rather than read from `meta`: a commit updates `meta`
         # a moment before its task leaves `_order`, and indices must never count it twice.
         self._committed = meta.total_episodes
-        self._done: list[EpisodeSaveTask] = []
+        # Finished episodes: counted, and the last few kept for the progress display, so that a
+        # session of thousands of episodes costs what one of ten does.
+        self._completed = 0
+        self._failed = 0
+        self._recent: deque[EpisodeSaveTask] = deque(maxlen=RECENT_KEPT)
         self._in_flight: EpisodeSaveTask | None = None
         self._next_job = 0
         self._queued = 0
@@ -174,12 +180,18 @@ class AsyncEpisodeSaver:
             task.frames = frames
             task.queued_at = time.monotonic()
             self._queued += 1
-            if self._waiting_count() > self.queue_size:
+            if self._waiting_count() > self.queue_size and not self.halted:
                 log.warning(
                     f"{PREFIX} Save queue full ({self.queue_size} episodes waiting): waiting for a free "
                     f"slot; episode {task.expected_index} is safe in its journal"
                 )
-                self._changed.wait_for(lambda: self._waiting_count() <= self.queue_size)
+                # A halted saver frees no slot: waiting for one would never end.
+                self._changed.wait_for(lambda: self._waiting_count() <= self.queue_size or self.halted)
+            if self.halted:
+                index = task.expected_index = self._index_of(task)
+                log.error(f"{PREFIX} ✗ Episode {index} not saved: {self.halted}; it is kept in its journal")
+                elapsed_ms = (time.perf_counter() - started) * 1e3 if started is not None else 0.0
+                return EpisodeMetadata(index, 0, frames, False, elapsed_ms, saved=False, error=self.halted)
             position = [t for t in self._order if t.state != EpisodeState.RECORDING].index(task) + 1
             index = task.expected_index = self._index_of(task)
             elapsed_ms = (time.perf_counter() - started) * 1e3 if started is not None else 0.0
@@ -204,26 +216,27 @@ class AsyncEpisodeSaver:
 
     def status(self) -> SaverStatus:
         with self._changed:
-            tasks = [*self._done, *self._order]
-            progress = [
-                EpisodeProgress(
-                    t.expected_index, t.state, t.frames, t.encoded_frames, t.episode_index, t.error
-                )
-                for t in tasks
-            ]
-        counts = {s: sum(1 for p in progress if p.state == s) for s in EpisodeState}
-        return SaverStatus(
-            counts[EpisodeState.PENDING],
-            counts[EpisodeState.ENCODING],
-            counts[EpisodeState.COMPLETED],
-            counts[EpisodeState.FAILED],
-            progress,
-        )
+            progress = [_progress_of(t) for t in (*self._recent, *self._order)]
+            completed, failed = self._completed, self._failed
+        pending = sum(1 for p in progress if p.state == EpisodeState.PENDING)
+        encoding = sum(1 for p in progress if p.state == EpisodeState.ENCODING)
+        return SaverStatus(pending, encoding, completed, failed, progress)
 
     @property
     def stats(self) -> SaveStats:
-        status = self.status()
-        return SaveStats(self._queued, status.completed, status.failed)
+        with self._changed:
+            return SaveStats(self._queued, self._completed, self._failed)
+
+    def wait_episode(self, journal: Path, timeout: float) -> EpisodeProgress:
+        """Wait until the episode queued from `journal` is committed, set aside or kept (halted)."""
+        with self._changed:
+            # Looked up among the recent too: it may be committed before the caller asks.
+            task = next((t for t in (*self._order, *self._recent) if t.journal == journal), None)
+            if task is None:
+                raise KeyError(f"{journal} is not waiting to be saved")
+            finished = (EpisodeState.COMPLETED, EpisodeState.FAILED)
+            self._changed.wait_for(lambda: task.state in finished or self.halted is not None, timeout)
+            return _progress_of(task)
 
     def wait_all(self, timeout: float, on_progress: Callable[[SaverStatus], None] | None = None) -> bool:
         """Wait until every queued episode is committed or set aside; False on timeout."""
@@ -334,7 +347,7 @@ class AsyncEpisodeSaver:
         if task not in self._order:  # the episode was discarded while being encoded
             if kind in ("done", "failed"):
                 self._in_flight = None
-                shutil.rmtree(staging_dir_for(self.meta, task.journal), ignore_errors=True)
+                shutil.rmtree(staging_dir(task.journal), ignore_errors=True)
             return
         if kind == "started":
             self._announce(task)
@@ -373,8 +386,9 @@ class AsyncEpisodeSaver:
             return
         delay = 2**task.attempts
         task.retry_at = time.monotonic() + delay
+        again = "publishing its encoded videos again" if task.encoded is not None else "retrying"
         log.warning(
-            f"{PREFIX} ✗ Episode {index} failed (attempt {task.attempts}): {reason}; retrying in {delay}s"
+            f"{PREFIX} ✗ Episode {index} failed (attempt {task.attempts}): {reason}; {again} in {delay}s"
         )
 
     def _dispatch(self) -> None:
@@ -390,7 +404,7 @@ class AsyncEpisodeSaver:
                     EncodeJob(
                         task.job_id,
                         task.journal,
-                        staging_dir_for(self.meta, task.journal),
+                        staging_dir(task.journal),
                         self.video,
                         self._index_of(task),
                         task.attempts,
@@ -405,27 +419,28 @@ class AsyncEpisodeSaver:
         head = self._order[0]
         if head.state == EpisodeState.RECORDING or head is self._in_flight:
             return None
-        if head.encoded is not None or self._out_of_retries(head):
+        if self._out_of_retries(head) or (head.encoded is not None and head.retry_at <= time.monotonic()):
             return head
         return None
 
     def _finish(self, task: EpisodeSaveTask) -> None:
         """Commit the head episode, or set it aside; runs outside the lock (it writes files)."""
-        if task.encoded is None:
+        if self._out_of_retries(task):
             self._set_aside(task)
             return
         try:
             index = commit_episode(task.journal, task.encoded, self.meta, task.attempts)
-        except Exception as exc:  # the journal is untouched: retry from it like a failed encode
+        except Exception as exc:
+            # The dataset is as it was and the encoded videos are back in staging: publish them
+            # again later rather than re-encode (one more lossy generation for a storage fault).
             with self._changed:
-                task.encoded = None
                 self._record_failure(task, f"commit: {type(exc).__name__}: {exc}", is_disk_full(exc))
             return
-        discard_journal(self.meta, task.journal)
         elapsed = time.monotonic() - (task.queued_at or time.monotonic())
         task.episode_index = index
         self._retire(task, EpisodeState.COMPLETED)
         log.info(f"{PREFIX} ✓ Episode {index} saved successfully in {elapsed:.2f}s (frames={task.frames})")
+        retire_journal(task.journal)
 
     def _retire(self, task: EpisodeSaveTask, state: EpisodeState) -> None:
         """The episode leaves the order, committed or failed, and the next one moves up."""
@@ -433,9 +448,12 @@ class AsyncEpisodeSaver:
             task.state = state
             if state == EpisodeState.COMPLETED:
                 self._committed += 1
+                self._completed += 1
+            else:
+                self._failed += 1
             if task in self._order:
                 self._order.remove(task)
-            self._done.append(task)
+            self._recent.append(task)
             self._changed.notify_all()
 
     def _give_up(self, task: EpisodeSaveTask, reason: str) -> None:
@@ -445,10 +463,17 @@ class AsyncEpisodeSaver:
         log.error(f"{PREFIX} ✗ Episode {task.expected_index} could not be saved or set aside: {reason}")
 
     def _set_aside(self, task: EpisodeSaveTask) -> None:
-        failed_dir = set_aside_journal(self.meta, task.journal, "failed", str(task.error))
+        failed_dir = set_aside_journal(task.journal, FAILED, str(task.error))
         self._retire(task, EpisodeState.FAILED)
         log.error(
             f"{PREFIX} ✗ Episode {task.expected_index} could not be saved after {task.attempts} attempts "
             f"({task.error}); its {task.frames} frames are kept whole in {failed_dir}; "
-            "the episodes after it take its place"
+            f"the episodes after it take its place. `dorobot recover {self.meta.root} --retry-failed` "
+            "commits it once the cause is fixed"
         )
+
+
+def _progress_of(task: EpisodeSaveTask) -> EpisodeProgress:
+    return EpisodeProgress(
+        task.expected_index, task.state, task.frames, task.encoded_frames, task.episode_index, task.error
+    )

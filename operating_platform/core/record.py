@@ -20,6 +20,7 @@ import numpy as np
 from operating_platform.core.async_episode_saver import (
     AsyncEpisodeSaver,
     EpisodeMetadata,
+    EpisodeState,
     SaverStatus,
     SaveStats,
 )
@@ -282,10 +283,16 @@ class Record:
     def save_sync(self) -> EpisodeMetadata:
         """End the current episode and commit it completely before returning."""
         if self.async_saver is not None:
-            # Episodes commit in order: going through the saver keeps it, and waits for them all.
+            # Episodes commit in order: going through the saver keeps it, and waits for its turn.
+            journal = self.dataset.episode_journal
             meta = self.save_async()
-            self.async_saver.wait_all(float("inf"))
-            return EpisodeMetadata(meta.episode_index, 0, meta.frames, False, meta.elapsed_ms)
+            if not meta.queued or journal is None:
+                return meta
+            done = self.async_saver.wait_episode(journal, float("inf"))
+            saved = done.state == EpisodeState.COMPLETED
+            index = done.episode_index if saved else meta.episode_index
+            error = None if saved else done.error or self.async_saver.halted
+            return EpisodeMetadata(index, 0, meta.frames, False, meta.elapsed_ms, saved=saved, error=error)
         started = time.perf_counter()
         self.pause()
         frames = self.dataset.num_frames_in_episode
@@ -295,9 +302,13 @@ class Record:
         except Exception as exc:  # the closed journal keeps every frame for `dorobot recover`
             self.error = self.error or exc
             log.error(f"[Record] Episode {expected} could not be saved ({exc}); it is kept in its journal")
-            return EpisodeMetadata(expected, 0, 0, False, (time.perf_counter() - started) * 1e3)
+            elapsed_ms = (time.perf_counter() - started) * 1e3
+            return EpisodeMetadata(expected, 0, frames, False, elapsed_ms, saved=False, error=str(exc))
         elapsed_ms = (time.perf_counter() - started) * 1e3
-        return EpisodeMetadata(expected if index is None else index, 0, frames, False, elapsed_ms)
+        saved = index is not None
+        return EpisodeMetadata(
+            expected if index is None else index, 0, frames, False, elapsed_ms, saved=saved
+        )
 
     def discard(self) -> int:
         """Drop the current episode; returns the number of frames dropped. Its index is reused."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from operating_platform import faults
 from operating_platform.dataset.diskspace import is_disk_full
-from operating_platform.dataset.finalize import encode_episode
+from operating_platform.dataset.encode import encode_episode
 from operating_platform.dataset.lock import ENCODER_LOCK, FileLock
 from operating_platform.dataset.video import VideoSettings
 

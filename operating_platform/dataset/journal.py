@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import struct
 import time
 import zlib
@@ -37,11 +36,11 @@ import numpy as np
 
 from operating_platform.dataset.features import DEFAULT_FEATURES, vector_keys, video_keys
 from operating_platform.dataset.fsutil import write_json_atomic
+from operating_platform.dataset.journal_store import CLOSED_FILE, retire_journal
 
 MAGIC = b"DRJ1"
 _RECORD = struct.Struct("<4sIII")
 HEADER_FILE = "header.json"
-CLOSED_FILE = "closed.json"
 ROWS_FILE = "rows.log"
 DEFAULT_SEGMENT_FRAMES = 30
 
@@ -144,11 +143,11 @@ class JournalWriter:
         return self.path
 
     def discard(self) -> None:
-        """Delete the journal and everything in it."""
+        """Delete the journal and everything in it; at once, as far as recovery can tell."""
         if not self.closed:
             self._close_fds()
             self.closed = True
-        shutil.rmtree(self.path, ignore_errors=True)
+        retire_journal(self.path)
 
 
 @dataclass

@@ -6,30 +6,28 @@ recovery
    that never reached info.json) and removes files of episodes it does not count, along with
    temporary files: the half-published episode is rolled back;
 2. goes through the episode journals in recording order: a journal whose commit reached
-   info.json is deleted; every other closed journal (the episodes the operator had ended) is
+   info.json is retired; every other closed journal (the episodes the operator had ended) is
    encoded and committed with the next index; the journal of the episode being recorded at the
    crash is committed with its intact frames (`salvage_partial`) or set aside whole;
-3. removes staging leftovers.
-Running it twice changes nothing the second time. Each step is reported, episode by episode.
+3. on request, brings back episodes set aside earlier (`retry_failed`, `salvage_partial`) and
+   commits them under the next free index;
+4. removes what retired journals and staging left behind.
+A full disk is not the episodes' fault: their journals stay where they are, recovery stops and
+says how much space it needs. Running it twice changes nothing the second time. Each step is
+reported, episode by episode.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from operating_platform.dataset.diskspace import MB, MIN_FREE_BYTES, free_bytes, is_disk_full
 from operating_platform.dataset.features import video_keys
-from operating_platform.dataset.finalize import (
-    committing_index,
-    discard_journal,
-    finalize_journal,
-    set_aside_journal,
-    staging_dir_for,
-)
+from operating_platform.dataset.finalize import finalize_journal
 from operating_platform.dataset.fsutil import make_dirs_within, write_bytes_atomic, write_json_atomic
 from operating_platform.dataset.journal import (
     CLOSED_FILE,
@@ -37,6 +35,19 @@ from operating_platform.dataset.journal import (
     ROWS_FILE,
     JournalError,
     JournalReader,
+)
+from operating_platform.dataset.journal_store import (
+    FAILED,
+    JOURNAL,
+    PARTIAL,
+    bring_back,
+    journals_in,
+    leftovers,
+    recording_order,
+    retire_journal,
+    set_aside_journal,
+    set_aside_reason,
+    staging_dir,
 )
 from operating_platform.dataset.lock import ENCODER_LOCK, FileLock, lock_session
 from operating_platform.dataset.metadata import (
@@ -48,6 +59,7 @@ from operating_platform.dataset.metadata import (
     DatasetError,
     DoRobotDatasetMetadata,
 )
+from operating_platform.dataset.publish import committing_index
 from operating_platform.dataset.video import VideoSettings
 
 ENCODER_WAIT_S = 30.0
@@ -55,15 +67,30 @@ ENCODER_WAIT_S = 30.0
 
 @dataclass
 class RecoveryReport:
-    """What recovery found and did, one line per action."""
+    """What recovery found and did, one line per action.
+
+    `complete` is false when anything was set aside or left waiting (`no_space` says why); the
+    `dorobot recover` command then exits non-zero.
+    """
 
     actions: list[str] = field(default_factory=list)
     committed: list[int] = field(default_factory=list)
     set_aside: list[Path] = field(default_factory=list)
+    waiting: list[Path] = field(default_factory=list)  # left in journal/: the disk is full
+    no_space: str | None = None
+    still_set_aside: dict[str, int] = field(default_factory=dict)  # kind -> count, not retried
 
     @property
     def changed(self) -> bool:
         return bool(self.actions)
+
+    @property
+    def complete(self) -> bool:
+        return not self.set_aside and not self.waiting
+
+
+class _DiskFull(Exception):
+    """Raised inside recovery to stop at the first journal the disk has no room for."""
 
 
 def recover_dataset(
@@ -71,8 +98,14 @@ def recover_dataset(
     salvage_partial: bool = False,
     say: Callable[[str], None] = lambda _line: None,
     hold_session_lock: bool = True,
+    retry_failed: bool = False,
 ) -> RecoveryReport:
-    """Recover `root` in place; `say` receives each action as it happens."""
+    """Recover `root` in place; `say` receives each action as it happens.
+
+    `salvage_partial` commits the intact frames of episodes cut short by a crash, this one's
+    and any set aside in `partial/` earlier; `retry_failed` tries again the episodes set aside in
+    `failed/`. Both commit under the next free index.
+    """
     root = Path(root)
     report = RecoveryReport()
 
@@ -91,9 +124,17 @@ def recover_dataset(
         _trim_jsonl(root, info, act)
         meta = DoRobotDatasetMetadata.load(root)
         _roll_back_uncounted_files(meta, act)
-        for journal in _journals_in_order(meta.private_dir / "journal"):
-            _recover_journal(meta, journal, salvage_partial, report, act)
-        _remove_stale_staging(meta, act)
+        try:
+            for journal in journals_in(meta.private_dir):
+                _recover_journal(meta, journal, salvage_partial, report, act)
+            for journal in _set_aside_to_retry(meta, retry_failed, salvage_partial):
+                _retry_set_aside(meta, journal, report, act)
+        except _DiskFull:
+            _report_no_space(meta, report, act)
+        _remove_leftovers(meta, act)
+        report.still_set_aside = {
+            kind: n for kind in (FAILED, PARTIAL) if (n := len(journals_in(meta.private_dir, kind)))
+        }
     finally:
         encoders.release()
         if session is not None:
@@ -136,7 +177,7 @@ def _roll_back_uncounted_files(meta: DoRobotDatasetMetadata, act: Callable[[str]
         expected |= {meta.video_path(i, key) for i in range(meta.total_episodes)}
     committing = _journals_being_committed(meta)
     returns = {
-        meta.video_path(index, key): staging_dir_for(meta, journal) / f"{key}.mp4"
+        meta.video_path(index, key): staging_dir(journal) / f"{key}.mp4"
         for index, journal in committing.items()
         for key in keys
     }
@@ -161,24 +202,11 @@ def _roll_back_uncounted_files(meta: DoRobotDatasetMetadata, act: Callable[[str]
 def _journals_being_committed(meta: DoRobotDatasetMetadata) -> dict[int, Path]:
     """Episode index -> journal, for journals whose commit did not reach info.json."""
     found = {}
-    for journal in _journals_in_order(meta.private_dir / "journal"):
+    for journal in journals_in(meta.private_dir):
         index = committing_index(journal)
         if index is not None and index >= meta.total_episodes:
             found[index] = journal
     return found
-
-
-def _journals_in_order(journal_root: Path) -> list[Path]:
-    def order(path: Path) -> tuple[int, str]:
-        try:
-            closed = json.loads((path / CLOSED_FILE).read_text(encoding="utf-8"))
-            return (int(closed["episode_index"]), path.name)
-        except (OSError, ValueError, KeyError):
-            return (1 << 62, path.name)  # the episode being recorded comes after every ended one
-
-    if not journal_root.exists():
-        return []
-    return sorted((p for p in journal_root.iterdir() if p.is_dir()), key=order)
 
 
 def _recover_journal(
@@ -191,12 +219,12 @@ def _recover_journal(
     name = journal.name
     index = committing_index(journal)
     if index is not None and index < meta.total_episodes:
-        discard_journal(meta, journal)
+        retire_journal(journal)
         act(f"journal {name}: episode {index} was already committed; removed its journal")
         return
     if not (journal / HEADER_FILE).exists() and not (journal / ROWS_FILE).exists():
         # Cut short before its header was written, which comes before any frame.
-        discard_journal(meta, journal)
+        retire_journal(journal)
         act(f"journal {name}: no frame was captured; removed")
         return
     try:
@@ -204,15 +232,16 @@ def _recover_journal(
         if reader.closed is None:
             frames = reader.complete_frames()
             if frames == 0:
-                discard_journal(meta, journal)
+                retire_journal(journal)
                 act(f"journal {name}: no complete frame was captured; removed")
                 return
             if not salvage_partial:
                 why = "the episode being recorded when the session ended"
-                report.set_aside.append(set_aside_journal(meta, journal, "partial", why))
+                report.set_aside.append(set_aside_journal(journal, PARTIAL, why))
                 act(
                     f"journal {name}: the episode being recorded ({frames} frames) is set aside whole in "
-                    f"{PRIVATE_DIR}/partial/{name}; `dorobot recover --salvage-partial` commits it"
+                    f"{PRIVATE_DIR}/{PARTIAL}/{name}; `dorobot recover {meta.root} --salvage-partial` "
+                    "commits it"
                 )
                 return
             write_json_atomic(journal / CLOSED_FILE, {"episode_index": meta.total_episodes, "frames": frames})
@@ -220,18 +249,57 @@ def _recover_journal(
         video = VideoSettings(**reader.header.get("video", {}))
         index = finalize_journal(journal, meta, video)
     except (JournalError, OSError, ValueError) as exc:
-        report.set_aside.append(set_aside_journal(meta, journal, "failed", str(exc)))
-        act(f"journal {name}: cannot be committed ({exc}); set aside whole in {PRIVATE_DIR}/failed/{name}")
+        if is_disk_full(exc):
+            raise _DiskFull from exc
+        report.set_aside.append(set_aside_journal(journal, FAILED, str(exc)))
+        act(
+            f"journal {name}: cannot be committed ({exc}); set aside whole in {PRIVATE_DIR}/{FAILED}/{name}; "
+            f"`dorobot recover {meta.root} --retry-failed` tries again once the cause is fixed"
+        )
         return
     report.committed.append(index)
     act(f"journal {name}: committed as episode {index} ({meta.episode_length(index)} frames)")
 
 
-def _remove_stale_staging(meta: DoRobotDatasetMetadata, act: Callable[[str], None]) -> None:
-    staging = meta.private_dir / "staging"
-    if not staging.exists():
-        return
-    for entry in staging.iterdir():
-        if not (meta.private_dir / "journal" / entry.name).exists():
-            shutil.rmtree(entry, ignore_errors=True)
-            act(f"staging {entry.name}: removed leftovers of an earlier attempt")
+def _set_aside_to_retry(
+    meta: DoRobotDatasetMetadata, retry_failed: bool, salvage_partial: bool
+) -> list[Path]:
+    kinds = [kind for kind, wanted in ((FAILED, retry_failed), (PARTIAL, salvage_partial)) if wanted]
+    found = [journal for kind in kinds for journal in journals_in(meta.private_dir, kind)]
+    return sorted(found, key=recording_order)
+
+
+def _retry_set_aside(
+    meta: DoRobotDatasetMetadata, journal: Path, report: RecoveryReport, act: Callable[[str], None]
+) -> None:
+    kind = journal.parent.name
+    act(f"{PRIVATE_DIR}/{kind}/{journal.name}: set aside earlier ({set_aside_reason(journal)}); trying again")
+    _recover_journal(meta, bring_back(journal), True, report, act)
+
+
+def _report_no_space(
+    meta: DoRobotDatasetMetadata, report: RecoveryReport, act: Callable[[str], None]
+) -> None:
+    """Everything not yet committed stays in `journal/`; say how much room finishing it takes."""
+    report.waiting = journals_in(meta.private_dir, JOURNAL)
+    needed = MIN_FREE_BYTES + sum(_bytes_to_commit(j) for j in report.waiting)
+    free = free_bytes(meta.root)
+    short = max(needed - free, MB) / MB
+    report.no_space = (
+        f"the disk holding {meta.root} is full ({free / MB:.0f} MB free): {len(report.waiting)} "
+        f"episode(s) stay in {PRIVATE_DIR}/{JOURNAL}, nothing is lost; free at least {short:.0f} MB, "
+        f"then run `dorobot recover {meta.root}` again"
+    )
+    act(report.no_space)
+
+
+def _bytes_to_commit(journal: Path) -> int:
+    """A generous estimate of what committing a journal writes: its videos and its parquet."""
+    raw = sum(p.stat().st_size for p in journal.rglob("*") if p.is_file())
+    return raw // 10 + 2 * MB
+
+
+def _remove_leftovers(meta: DoRobotDatasetMetadata, act: Callable[[str], None]) -> None:
+    for entry in leftovers(meta.private_dir):
+        shutil.rmtree(entry, ignore_errors=True)
+        act(f"{entry.parent.name} {entry.name}: removed leftovers of an earlier attempt")

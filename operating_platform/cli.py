@@ -7,17 +7,21 @@ dorobot verify ROOT [--no-decode]
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from rich.console import Console
+
+T = TypeVar("T")
 
 USAGE = """usage: dorobot COMMAND [ARGS]
 
 commands:
   record   record episodes (flags: --robot.*, --record.*; `dorobot record --help` lists them)
   verify   check a dataset folder against the LeRobot v2.1 format: dorobot verify ROOT
-  recover  finish what an interrupted session left: dorobot recover ROOT [--salvage-partial]
+  recover  finish what an interrupted session left: dorobot recover ROOT [--salvage-partial] [--retry-failed]
 """
 
 
@@ -48,35 +52,80 @@ def verify_main(argv: Sequence[str]) -> int:
 
 
 def recover_main(argv: Sequence[str]) -> int:
-    from operating_platform.dataset.metadata import DatasetError
     from operating_platform.dataset.recovery import recover_dataset
 
     parser = argparse.ArgumentParser(
         prog="dorobot recover",
         description="Commit the episodes an interrupted session had ended, roll back half-published "
-        "ones, and set aside (or salvage) the episode being recorded. Safe to run any number of times.",
+        "ones, and set aside (or salvage) the episode being recorded. Safe to run any number of times. "
+        "Exit status: 0 every episode is in the dataset; 1 some are set aside or wait for disk space "
+        "(the dataset is valid either way), or recovery could not run.",
     )
     parser.add_argument("root", help="the dataset folder (the one holding meta/)")
     parser.add_argument(
         "--salvage-partial",
         action="store_true",
-        help="commit the intact frames of the episode being recorded as an episode of its own",
+        help="commit the intact frames of an episode cut short by a crash (this one's, and any set "
+        "aside in .dorobot/partial/) as an episode of its own",
+    )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="try again the episodes set aside in .dorobot/failed/, once their cause is fixed",
     )
     args = parser.parse_args(argv)
     console = Console(highlight=False, soft_wrap=True)
-    try:
-        report = recover_dataset(args.root, salvage_partial=args.salvage_partial, say=console.print)
-    except DatasetError as exc:
-        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+    report = _run_or_explain(
+        lambda: recover_dataset(
+            args.root, salvage_partial=args.salvage_partial, retry_failed=args.retry_failed, say=console.print
+        ),
+        f"cannot recover {args.root}",
+    )
+    if report is None:
+        return 1
+    if report.no_space:
+        _error(report.no_space)
+        return 1
+    for kind, count in report.still_set_aside.items():
+        flag = "--retry-failed" if kind == "failed" else "--salvage-partial"
+        console.print(
+            f"note: {count} episode(s) set aside in .dorobot/{kind}/ (each has an error.txt); "
+            f"`dorobot recover {args.root} {flag}` tries them again",
+            markup=False,
+        )
+    summary = f"{len(report.committed)} episode(s) committed, {len(report.set_aside)} set aside"
+    if report.set_aside:
+        console.print(f"[red]✗[/] {args.root}: recovered, but not completely ({summary})")
         return 1
     if not report.changed:
         console.print(f"{args.root}: nothing to recover")
     else:
-        console.print(
-            f"[green]✓[/] {args.root}: recovered ({len(report.committed)} episode(s) committed, "
-            f"{len(report.set_aside)} set aside)"
-        )
+        console.print(f"[green]✓[/] {args.root}: recovered ({summary})")
     return 0
+
+
+def _run_or_explain(work: Callable[[], T], what: str) -> T | None:
+    """Run a command's work; any failure becomes one `error:` line on stderr, never a traceback."""
+    from operating_platform.dataset.diskspace import is_disk_full
+    from operating_platform.dataset.metadata import DatasetError
+
+    try:
+        return work()
+    except DatasetError as exc:
+        _error(str(exc))
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno == errno.EROFS:
+            _error(f"{what}: it is on a read-only file system{where}; remount it read-write and try again")
+        elif is_disk_full(exc):
+            _error(f"{what}: the disk is full{where}; free some space and try again")
+        else:
+            _error(f"{what}: {exc.strerror or exc}{where}")
+    return None
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

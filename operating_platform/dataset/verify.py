@@ -952,3 +952,11 @@ def _check_top_level(root: Path, report: VerifyReport) -> None:
             plural = "journal" if count == 1 else "journals"
             where = f"{RECORDER_DIR}/journal"
             report.note(f"{count} unfinished episode {plural} in {where} (run `dorobot recover {root}`)")
+    for kind, flag in (("failed", "--retry-failed"), ("partial", "--salvage-partial")):
+        folder = root / RECORDER_DIR / kind
+        count = sum(1 for _ in folder.iterdir()) if folder.is_dir() else 0
+        if count:
+            report.note(
+                f"{count} episode(s) set aside in {RECORDER_DIR}/{kind} (see their error.txt; "
+                f"`dorobot recover {root} {flag}` tries them again)"
+            )

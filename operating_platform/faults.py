@@ -1,10 +1,12 @@
 """Deliberate failures, for the tests that prove nothing is lost when things go wrong.
 
-`DOROBOT_INJECT_FAULTS` holds comma-separated rules `POINT:EPISODE[:TIMES]`: the named point
-fails for that episode (its expected index), on its first TIMES attempts, or on every attempt
-when TIMES is left out. Example: `encode:1:1` makes the first encode of episode 1 fail, so its
-retry must succeed. Points: `encode`, `crash` (the encoder process dies), `fsync` and `rename`
-(while publishing). Unset (always, in real use), `check` does nothing.
+`DOROBOT_INJECT_FAULTS` holds comma-separated rules `POINT:EPISODE[:TIMES[:ERRNO]]`: the named
+point fails for that episode (its expected index), on its first TIMES attempts, or on every
+attempt when TIMES is left out or empty, with the error ERRNO (default EIO; `ENOSPC` stands for
+a full disk). Example: `encode:1:1` makes the first encode of episode 1 fail, so its retry must
+succeed; `encode:1::ENOSPC` makes every encode of it find the disk full. Points: `encode`,
+`crash` (the encoder process dies), `fsync` and `rename` (while publishing). Unset (always,
+in real use), `check` does nothing.
 """
 
 from __future__ import annotations
@@ -31,11 +33,10 @@ def check(point: str, episode: int, attempt: int) -> None:
         parts = rule.strip().split(":")
         if len(parts) < 2 or parts[0] != point or int(parts[1]) != episode:
             continue
-        times = int(parts[2]) if len(parts) > 2 else None
+        times = int(parts[2]) if len(parts) > 2 and parts[2] else None
+        code = getattr(errno, parts[3]) if len(parts) > 3 else errno.EIO
         if times is None or attempt < times:
-            raise InjectedFault(
-                errno.EIO, f"injected {point} failure (episode {episode}, attempt {attempt + 1})"
-            )
+            raise InjectedFault(code, f"injected {point} failure (episode {episode}, attempt {attempt + 1})")
 
 
 def pause(point: str) -> None:

@@ -29,7 +29,6 @@ from operating_platform.dataset.publish import commit_episode
 from operating_platform.dataset.video import VideoSettings
 
 log = logging.getLogger("operating_platform.saver")
-DISK_FULL = "the disk is full"
 PREFIX = "[AsyncEpisodeSaver]"
 RECENT_KEPT = 16
 
@@ -150,10 +149,11 @@ class AsyncEpisodeSaver:
         # committed stays in its journal for `dorobot recover` once space is freed), or the
         # dataset folder disappeared. Nothing more is attempted; retries could not help.
         self.halted: str | None = None
+        self._disk_full = False
 
     @property
     def disk_full(self) -> bool:
-        return self.halted == DISK_FULL
+        return self._disk_full
 
     # -- called by the recorder -----------------------------------------------------------------
 
@@ -227,7 +227,7 @@ class AsyncEpisodeSaver:
         with self._changed:
             return SaveStats(self._queued, self._completed, self._failed)
 
-    def wait_episode(self, journal: Path, timeout: float) -> EpisodeProgress:
+    def wait_episode(self, journal: Path, timeout: float | None = None) -> EpisodeProgress:
         """Wait until the episode queued from `journal` is committed, set aside or kept (halted)."""
         with self._changed:
             # Looked up among the recent too: it may be committed before the caller asks.
@@ -375,9 +375,11 @@ class AsyncEpisodeSaver:
             return
         if disk_full:
             # Retrying cannot help and setting aside would hide it: keep it where it is.
-            self.halted = DISK_FULL
+            self.halted = f"the disk holding {self.meta.root} is full"
+            self._disk_full = True
             log.error(
-                f"{PREFIX} ✗ Episode {index} cannot be saved: {DISK_FULL} ({reason}); it stays in its journal"
+                f"{PREFIX} ✗ Episode {index} cannot be saved: {self.halted} ({reason}); "
+                "it stays in its journal"
             )
             return
         task.attempts += 1

@@ -84,7 +84,8 @@ def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:
         log.info(f"Done: {meta.total_episodes} episodes, {meta.total_frames} frames in {meta.root}")
     else:
         log.info(f"Done: {meta.root} no longer exists; it held {meta.total_episodes} episodes when it went")
-    if stats is not None and stats.kept and record.async_saver is not None and record.async_saver.disk_full:
+    disk_full = record.async_saver is not None and record.async_saver.disk_full
+    if stats is not None and stats.kept and disk_full and code == EXIT_OK:  # else already said
         _error(
             f"the disk holding {root} is full: {stats.kept} episode(s) are kept in their journals; "
             f"free space, then run `dorobot recover {root}`"

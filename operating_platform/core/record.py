@@ -288,7 +288,7 @@ class Record:
             meta = self.save_async()
             if not meta.queued or journal is None:
                 return meta
-            done = self.async_saver.wait_episode(journal, float("inf"))
+            done = self.async_saver.wait_episode(journal)
             saved = done.state == EpisodeState.COMPLETED
             index = done.episode_index if saved else meta.episode_index
             error = None if saved else done.error or self.async_saver.halted
@@ -319,6 +319,11 @@ class Record:
         if journal is not None and self.async_saver is not None:
             self.async_saver.abandon(journal)
         return dropped
+
+    @property
+    def halted(self) -> str | None:
+        """Why saving stopped for good (a full disk, a vanished folder), or None."""
+        return self.async_saver.halted if self.async_saver is not None else None
 
     def status(self) -> SaverStatus | None:
         return self.async_saver.status() if self.async_saver is not None else None

@@ -40,6 +40,16 @@ def describe_capture_error(error: BaseException, root: Path) -> str:
     return f"{error}; recording stopped, the frames before it are saved"
 
 
+def describe_halt(reason: str, root: Path) -> str:
+    """The one line for a saver that cannot go on: nothing ended is lost, and what to do."""
+    if not root.exists():
+        return f"the dataset folder {root} disappeared; recording stopped"
+    return (
+        f"saving stopped: {reason}; recording stopped. Every episode ended is kept in its journal; "
+        f"once the cause is gone, `dorobot recover {root}` finishes saving them"
+    )
+
+
 class Session:
     """Runs episodes until `num_episodes` are saved, the operator exits, or something fails.
 
@@ -109,7 +119,7 @@ class Session:
             if self.interrupts.requested.is_set():
                 outcome = EXIT
                 break
-            if record.error is not None or record.check_stalled():
+            if record.error is not None or record.halted or record.check_stalled():
                 outcome = FAILED
                 break
             if not paused and not record.capturing:
@@ -131,11 +141,14 @@ class Session:
         if record.error is not None:
             self.error = describe_capture_error(record.error, record.dataset.root)
             return FAILED
+        if record.halted:
+            self.error = describe_halt(record.halted, record.dataset.root)
+            return FAILED
         return outcome
 
     def _save(self, index: int) -> None:
         meta = self.record.save()
-        if meta.frames:
+        if meta.frames and meta.saved is not False:
             self.saved += 1
             if not meta.queued:
                 seconds = meta.elapsed_ms / 1e3

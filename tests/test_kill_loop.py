@@ -1,14 +1,16 @@
-"""kill -9 at random instants loses nothing: after recovery, every episode whose save was
-announced is in the dataset with every frame, and the folder is valid.
+"""kill -9 at random instants loses nothing and duplicates nothing: after one `dorobot recover`,
+every episode whose save was announced is in the dataset exactly once with every frame, and
+the folder is valid.
 
 Trials vary what the recorder is doing when it dies: capturing, just after a save, encoding
-saves in the background, saving synchronously, or publishing (a pause held open inside the
-commit makes that window wide enough to hit). The summary line gives the counts.
+saves in the background, saving synchronously, publishing or retiring a journal (pauses held
+open inside the commit and the retirement make those windows wide enough to hit). Some trials
+also kill the first recovery at a random instant, in the middle of its own commits. The summary
+line gives the counts.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -16,10 +18,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from operating_platform.dataset.verify import verify_dataset
-from tests.conftest import FAST, PLUGINS_DIR
+from tests.conftest import FAST, PLUGINS_DIR, episode_lengths
 
 TRIALS = int(os.environ.get("DOROBOT_KILL_TRIALS", "30"))
 ANNOUNCED = re.compile(
@@ -29,24 +34,105 @@ SALVAGED = re.compile(r"salvaging the partial episode's (\d+) intact frames")
 PARTIAL = re.compile(
     r"salvaging the partial episode's (\d+) intact|the episode being recorded \((\d+) frames\)"
 )
+WINDOWS = "publish=0.15,metadata=0.15,retire=0.15"
 
 
-def _trial_setup(trial: int) -> tuple[list[str], dict[str, str], bool]:
-    # Every third trial records episodes long enough (75 frames) that raw segments (30 frames)
-    # are released while recording: recovery must rebuild those from the encoded part.
-    seconds = 2.5 if trial % 3 == 0 else 0.4
-    flags = ["--record.num_episodes=200", f"--record.episode_time_s={seconds}"]
-    env = {}
-    if trial % 5 == 4:
-        flags.append("--record.use_async_save=false")
-    elif trial % 4 == 1:  # encoding slower than capture: kills land while saves are pending
-        flags += ["--robot.camera_width=320", "--robot.camera_height=240", "--record.preset=veryslow"]
-    if trial % 3 == 2:
-        env["DOROBOT_INJECT_PAUSES"] = "publish=0.15,metadata=0.15"
-    return flags, env, trial % 2 == 1
+@dataclass
+class Trial:
+    number: int
+    flags: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    salvage: bool = False
+    kill_recovery: bool = False
+
+    @classmethod
+    def make(cls, number: int) -> Trial:
+        # Every third trial records episodes long enough (75 frames) that raw segments (30
+        # frames) are released while recording: recovery must rebuild those from the encoded part.
+        seconds = 2.5 if number % 3 == 0 else 0.4
+        trial = cls(number, ["--record.num_episodes=200", f"--record.episode_time_s={seconds}"])
+        if number % 5 == 4:
+            trial.flags.append("--record.use_async_save=false")
+        elif number % 4 == 1:  # encoding slower than capture: kills land while saves are pending
+            trial.flags += [
+                "--robot.camera_width=320",
+                "--robot.camera_height=240",
+                "--record.preset=veryslow",
+            ]
+        if number % 3 == 2:
+            trial.env["DOROBOT_INJECT_PAUSES"] = WINDOWS
+        trial.salvage = number % 2 == 1
+        trial.kill_recovery = number % 4 == 3
+        return trial
+
+    def recover_command(self, root: Path) -> list[str]:
+        flags = ["--salvage-partial"] if self.salvage else []
+        return [sys.executable, "-m", "operating_platform.cli", "recover", str(root), *flags]
+
+
+def _record_and_kill(trial: Trial, root: Path, log: Path, rng: random.Random) -> str:
+    with open(log, "w") as out_file:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "operating_platform.core.main",
+                *FAST,
+                "--record.repo_id=lab/kill",
+                f"--record.root={root}",
+                *trial.flags,
+            ],
+            stdout=out_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(PLUGINS_DIR), **trial.env},
+        )
+        time.sleep(rng.uniform(1.0, 6.0))
+        proc.kill()
+        proc.wait()
+    return log.read_text()
+
+
+def _kill_a_recovery(trial: Trial, root: Path, rng: random.Random) -> str:
+    """Start a recovery with its commit windows held open, and kill it at a random instant."""
+    proc = subprocess.Popen(
+        trial.recover_command(root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "DOROBOT_INJECT_PAUSES": f"{WINDOWS},recover=0.1"},
+    )
+    time.sleep(rng.uniform(0.05, 1.5))
+    proc.kill()
+    out, _ = proc.communicate()
+    return out
+
+
+def _announced(out: str) -> dict[int, int]:
+    announced = {}
+    for m in ANNOUNCED.finditer(out):
+        index, frames = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        announced[int(index)] = int(frames)
+    return announced
+
+
+def _episode_contents(root: Path) -> list[bytes]:
+    """Each committed episode's joint readings: two equal ones would be one episode twice."""
+    files = sorted((root / "data").rglob("episode_*.parquet"))
+    return [
+        pq.read_table(f, columns=["observation.state"])
+        .column(0)
+        .combine_chunks()
+        .flatten()
+        .to_numpy()
+        .tobytes()
+        for f in files
+    ]
 
 
 def _phase(out: str, recovery: str, queued: int, committed_before: int) -> str:
+    if "removed leftovers" in recovery and "retired" in recovery:
+        return "retiring"
     if any(
         s in recovery for s in ("not part of any committed", "never reached info.json", "already committed")
     ):
@@ -61,70 +147,53 @@ def _phase(out: str, recovery: str, queued: int, committed_before: int) -> str:
     return "capture"
 
 
-def _episode_lengths(root: Path) -> list[int]:
-    path = root / "meta/episodes.jsonl"
-    return [json.loads(line)["length"] for line in path.read_text().splitlines()] if path.exists() else []
-
-
 def test_kill_at_random_instants_loses_nothing(tmp_path: Path) -> None:
-    rng = random.Random(20261130)
+    rng = random.Random(20261203)
     phases: Counter[str] = Counter()
-    announced_total = recovered_total = partial_frames = invalid = lost = 0
-    for trial in range(TRIALS):
-        root = tmp_path / f"t{trial:02d}"
-        flags, env, salvage = _trial_setup(trial)
-        log = tmp_path / f"t{trial:02d}.out"
-        with open(log, "w") as out_file:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "operating_platform.core.main",
-                    *FAST,
-                    "--record.repo_id=lab/kill",
-                    f"--record.root={root}",
-                    *flags,
-                ],
-                stdout=out_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONPATH": str(PLUGINS_DIR), **env},
-            )
-            time.sleep(rng.uniform(1.0, 6.0))
-            proc.kill()
-            proc.wait()
-        out = log.read_text()
-        announced = {}
-        for m in ANNOUNCED.finditer(out):
-            index, frames = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
-            announced[int(index)] = int(frames)
+    announced_total = recovered_total = partial_frames = recoveries_killed = 0
+    for number in range(TRIALS):
+        trial = Trial.make(number)
+        root = tmp_path / f"t{number:02d}"
+        out = _record_and_kill(trial, root, tmp_path / f"t{number:02d}.out", rng)
+        announced = _announced(out)
         if not (root / "meta/info.json").exists():
             assert not announced, out
             phases["start-up"] += 1
             continue
-        committed_before = len(_episode_lengths(root))
-        cmd = [sys.executable, "-m", "operating_platform.cli", "recover", str(root)]
-        rec = subprocess.run(cmd + (["--salvage-partial"] if salvage else []), capture_output=True, text=True)
-        assert rec.returncode == (1 if "set aside whole" in rec.stdout else 0), rec.stdout + rec.stderr
-        again = subprocess.run(cmd, capture_output=True, text=True)
+        committed_before = len(episode_lengths(root))
+        killed_recovery = ""
+        if trial.kill_recovery:
+            killed_recovery = _kill_a_recovery(trial, root, rng)
+            recoveries_killed += 1
+
+        # One recovery makes it whole, whatever state the kills left.
+        rec = subprocess.run(trial.recover_command(root), capture_output=True, text=True)
+        set_aside = "set aside whole" in rec.stdout
+        assert rec.returncode == (1 if set_aside else 0), rec.stdout + rec.stderr
+        again = subprocess.run(trial.recover_command(root)[:5], capture_output=True, text=True)
         assert "nothing to recover" in again.stdout, again.stdout  # recovery is idempotent
 
+        context = f"trial {number}:\n{out}\n{killed_recovery}\n{rec.stdout}"
         report = verify_dataset(root)
-        invalid += not report.ok
-        lengths = _episode_lengths(root)
+        assert report.ok, f"{report.problems}\n{context}"
+        lengths = episode_lengths(root)
         missing = [i for i, frames in announced.items() if i >= len(lengths) or lengths[i] != frames]
-        lost += len(missing)
-        assert report.ok, f"trial {trial}: {report.problems}\n{out}\n{rec.stdout}"
-        assert not missing, f"trial {trial}: episodes {missing} lost or short\n{out}\n{rec.stdout}"
-        if not salvage:
-            assert len(lengths) >= len(announced)
-        phases[_phase(out, rec.stdout, len(announced), committed_before)] += 1
+        assert not missing, f"episodes {missing} lost or short\n{context}"
+        # Beyond the announced ones, at most the episode the kill caught: ended but not yet
+        # announced, or being recorded and salvaged. Never one committed twice.
+        assert len(announced) <= len(lengths) <= len(announced) + 1, context
+        contents = _episode_contents(root)
+        assert len(contents) == len(lengths) and len(set(contents)) == len(contents), context
+
+        phases[
+            "recovery" if killed_recovery else _phase(out, rec.stdout, len(announced), committed_before)
+        ] += 1
         announced_total += len(announced)
         recovered_total += len(lengths) - committed_before
-        partial_frames += sum(int(n) for n in SALVAGED.findall(rec.stdout))
+        partial_frames += sum(int(n) for n in SALVAGED.findall(killed_recovery + rec.stdout))
     print(
         f"\nkill loop: {TRIALS} trials, kills per phase {dict(sorted(phases.items()))}, "
-        f"{announced_total} announced episodes, {lost} lost, {invalid} invalid datasets, "
-        f"{recovered_total} episodes committed by recovery, {partial_frames} partial-episode frames salvaged"
+        f"{recoveries_killed} recoveries killed, {announced_total} announced episodes, 0 lost, "
+        f"0 duplicated, 0 invalid datasets, {recovered_total} episodes committed by recovery, "
+        f"{partial_frames} partial-episode frames salvaged"
     )
-    assert lost == 0 and invalid == 0

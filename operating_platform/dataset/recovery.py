@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from operating_platform import faults
 from operating_platform.dataset.diskspace import MB, MIN_FREE_BYTES, free_bytes, is_disk_full
 from operating_platform.dataset.features import video_keys
 from operating_platform.dataset.finalize import finalize_journal
@@ -126,6 +127,7 @@ def recover_dataset(
         _roll_back_uncounted_files(meta, act)
         try:
             for journal in journals_in(meta.private_dir):
+                faults.pause("recover")
                 _recover_journal(meta, journal, salvage_partial, report, act)
             for journal in _set_aside_to_retry(meta, retry_failed, salvage_partial):
                 _retry_set_aside(meta, journal, report, act)

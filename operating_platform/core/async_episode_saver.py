@@ -274,7 +274,7 @@ class AsyncEpisodeSaver:
         if left and self.halted and not self.disk_full:
             log.error(
                 f"{PREFIX} {len(left)} episode(s) not saved: {self.halted}; if it was moved, "
-                "`dorobot recover` on its new place finishes them"
+                "`dorobot recover NEW_PLACE` finishes them"
             )
         elif left:
             why = self.halted or f"not saved within {timeout:g}s"

@@ -64,7 +64,12 @@ class DoRobotDataset:
         root = Path(root)
         if resume and (root / INFO_PATH).exists():
             lock = lock_session(root)
-            recover_dataset(root, salvage_partial=salvage_partial, say=log.info, hold_session_lock=False)
+            report = recover_dataset(
+                root, salvage_partial=salvage_partial, say=log.info, hold_session_lock=False
+            )
+            if report.no_space:
+                lock.release()
+                raise DatasetError(report.no_space)
             meta = DoRobotDatasetMetadata.load(root)
             meta.check_compatible(fps, robot_type, features)
         else:

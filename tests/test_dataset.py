@@ -73,14 +73,33 @@ def test_resume_appends_with_contiguous_indices(one_episode: Path) -> None:
     [
         ("--record.fps=15", "fps"),
         ("--robot.num_cameras=1", "features"),
-        ("--robot.camera_width=320", "features"),
+        ("--robot.camera_width=320", "gives 320x120 images, the dataset's are 160x120"),
+        (
+            "--record.vcodec=libsvtav1",
+            "--record.vcodec=libsvtav1 writes av1 videos, but its observation.images.image_top videos "
+            "are h264; pass --record.vcodec=libx264",
+        ),
     ],
 )
 def test_resume_refuses_a_different_setup(one_episode: Path, flag: str, named: str) -> None:
     before = _snapshot(one_episode)
     proc = _record_into(one_episode, "--record.resume=true", flag)
     assert proc.returncode == 1
-    assert named in proc.stderr and "cannot resume" in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and named in lines[0] and "cannot resume" in lines[0], proc.stderr
+    assert _snapshot(one_episode) == before
+
+
+def test_resume_refuses_videos_of_another_pixel_format(one_episode: Path) -> None:
+    # As a dataset written by another tool could be: new episodes would contradict info.json.
+    info_path = one_episode / "meta/info.json"
+    info = _info(one_episode)
+    info["features"]["observation.images.image_top"]["info"]["video.pix_fmt"] = "yuv444p"
+    info_path.write_text(json.dumps(info, indent=4))
+    before = _snapshot(one_episode)
+    proc = _record_into(one_episode, "--record.resume=true")
+    assert proc.returncode == 1
+    assert "videos are yuv444p, this recorder writes yuv420p" in proc.stderr, proc.stderr
     assert _snapshot(one_episode) == before
 
 

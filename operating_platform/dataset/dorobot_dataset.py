@@ -20,7 +20,7 @@ from operating_platform.dataset.journal import JournalWriter, new_journal_id
 from operating_platform.dataset.lock import FileLock, lock_session
 from operating_platform.dataset.metadata import INFO_PATH, DatasetError, DoRobotDatasetMetadata
 from operating_platform.dataset.recovery import recover_dataset
-from operating_platform.dataset.video import VideoSettings
+from operating_platform.dataset.video import PIX_FMT, VideoSettings
 
 __all__ = ["DatasetError", "DoRobotDataset", "DoRobotDatasetMetadata"]
 
@@ -72,6 +72,8 @@ class DoRobotDataset:
                 raise DatasetError(report.no_space)
             meta = DoRobotDatasetMetadata.load(root)
             meta.check_compatible(fps, robot_type, features)
+            video = video or VideoSettings()
+            meta.check_video(video.vcodec, video.stream_codec, PIX_FMT)
         else:
             meta = DoRobotDatasetMetadata.create(root, fps, robot_type, features)
             lock = lock_session(root)

@@ -33,6 +33,14 @@ TASKS_PATH = "meta/tasks.jsonl"
 EPISODES_PATH = "meta/episodes.jsonl"
 EPISODES_STATS_PATH = "meta/episodes_stats.jsonl"
 PRIVATE_DIR = ".dorobot"
+# The encoder to suggest for a dataset's video codec.
+ENCODER_FOR = {
+    "h264": "libx264",
+    "av1": "libsvtav1",
+    "hevc": "libx265",
+    "vp9": "libvpx-vp9",
+    "mpeg4": "mpeg4",
+}
 
 
 class DatasetError(RuntimeError):
@@ -51,6 +59,11 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def _strip_video_info(features: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {k: {f: v for f, v in ft.items() if f != "info"} for k, ft in features.items()}
+
+
+def _size(feature: dict[str, Any]) -> str:
+    height, width = feature["shape"][:2]
+    return f"{width}x{height}"
 
 
 @dataclass(frozen=True)
@@ -210,9 +223,36 @@ class DoRobotDatasetMetadata:
             )
         ours = _strip_video_info(with_default_features(features))
         theirs = _strip_video_info(self.features)
+        for key in video_keys(theirs):
+            if key in ours and ours[key]["shape"] != theirs[key]["shape"]:
+                raise DatasetError(
+                    f"cannot resume {self.root}: the robot's {key} gives {_size(ours[key])} images, the "
+                    f"dataset's are {_size(theirs[key])}; set the camera size (--robot.*) to match"
+                )
         if ours != theirs:
             diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
             raise DatasetError(f"cannot resume {self.root}: features differ ({', '.join(diff)})")
+
+    def check_video(self, vcodec: str, stream_codec: str, pix_fmt: str) -> None:
+        """Raise unless videos encoded by `vcodec` (a `stream_codec` stream) match the dataset's.
+
+        info.json states one codec and pixel format per camera for every episode; an episode
+        encoded otherwise would contradict it.
+        """
+        for key in self.video_keys:
+            info = self.features[key].get("info") or {}
+            codec, their_pix_fmt = info.get("video.codec"), info.get("video.pix_fmt")
+            if codec is not None and codec != stream_codec:
+                encoder = ENCODER_FOR.get(codec, f"<an encoder of {codec}>")
+                raise DatasetError(
+                    f"cannot resume {self.root}: --record.vcodec={vcodec} writes {stream_codec} videos, "
+                    f"but its {key} videos are {codec}; pass --record.vcodec={encoder}"
+                )
+            if their_pix_fmt is not None and their_pix_fmt != pix_fmt:
+                raise DatasetError(
+                    f"cannot resume {self.root}: its {key} videos are {their_pix_fmt}, "
+                    f"this recorder writes {pix_fmt}"
+                )
 
     # -- changes ----------------------------------------------------------------------------
 

@@ -26,6 +26,11 @@ class VideoSettings:
     g: int = 2
     preset: str | None = "ultrafast"
 
+    @property
+    def stream_codec(self) -> str:
+        """The codec of the streams `vcodec` writes, as info.json names it ("h264", "av1")."""
+        return av.Codec(self.vcodec, "w").canonical_name
+
     def codec_options(self) -> dict[str, str]:
         options = {"g": str(self.g), "crf": str(self.crf)}
         if self.preset is not None:

@@ -73,7 +73,8 @@ def test_disk_full_stops_cleanly_keeps_everything_and_recovers(small_disk: Path)
 
     ballast.unlink()  # the operator frees space
     rec = run_recover(root)
-    assert rec.returncode == 0, rec.stdout + rec.stderr
+    # Non-zero only when it had to set aside the episode the full disk cut short.
+    assert rec.returncode == (1 if "set aside whole" in rec.stdout else 0), rec.stdout + rec.stderr
     assert_valid(root)
     lengths = episode_lengths(root)
     assert len(lengths) >= len(queued)

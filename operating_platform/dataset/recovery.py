@@ -79,7 +79,7 @@ class RecoveryReport:
     set_aside: list[Path] = field(default_factory=list)
     waiting: list[Path] = field(default_factory=list)  # left in journal/: the disk is full
     no_space: str | None = None
-    still_set_aside: dict[str, int] = field(default_factory=dict)  # kind -> count, not retried
+    still_set_aside: dict[str, int] = field(default_factory=dict)  # kind -> count, set aside earlier
 
     @property
     def changed(self) -> bool:
@@ -134,9 +134,10 @@ def recover_dataset(
         except _DiskFull:
             _report_no_space(meta, report, act)
         _remove_leftovers(meta, act)
-        report.still_set_aside = {
-            kind: n for kind in (FAILED, PARTIAL) if (n := len(journals_in(meta.private_dir, kind)))
-        }
+        this_run = set(report.set_aside)
+        for kind in (FAILED, PARTIAL):
+            if earlier := [j for j in journals_in(meta.private_dir, kind) if j not in this_run]:
+                report.still_set_aside[kind] = len(earlier)
     finally:
         encoders.release()
         if session is not None:

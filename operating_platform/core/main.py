@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from operating_platform.core.record_config import ConfigError, RecordConfig
 from operating_platform.core.session import Session
 from operating_platform.core.status import SaveProgressBars, SaveProgressLines, StatusLine
 from operating_platform.dataset.dorobot_dataset import DatasetError
-from operating_platform.robots import make_robot
+from operating_platform.robots import RobotConfig, make_robot
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -40,7 +41,18 @@ def record_session(cfg: ControlPipelineConfig) -> int:
         return EXIT_USAGE
     with console_logging():
         robot = make_robot(cfg.robot)
-        record = Record(fps=rc.fps, robot=robot, record_cfg=rc)
+        # Connected before the dataset exists: a robot that cannot be reached must not leave a
+        # fresh, empty dataset folder behind, which the retry would refuse to overwrite.
+        try:
+            robot.connect()
+        except Exception as exc:
+            _error(_connect_failed(cfg.robot, exc))
+            return EXIT_FAILED
+        try:
+            record = Record(fps=rc.fps, robot=robot, record_cfg=rc)
+        except BaseException:
+            robot.disconnect()
+            raise
         attach_log_file(record.dataset.meta.private_dir / "logs")
         log.info(f"Dataset: {record.dataset.root} ({record.dataset.meta.total_episodes} episodes already)")
         if not interactive:
@@ -49,11 +61,30 @@ def record_session(cfg: ControlPipelineConfig) -> int:
             return _run(record, rc, keys)
 
 
+DEVICE_WORDS = ("port", "device", "serial", "host", "ip", "address", "index", "path", "url")
+
+
+def _connect_failed(config: RobotConfig, exc: BaseException) -> str:
+    """One line naming the robot, the device settings it was given, and what to check."""
+    fields = [f.name for f in dataclasses.fields(config)]
+    devices = [f"--robot.{name}={getattr(config, name)}" for name in fields if _names_a_device(name)]
+    where = ", ".join([f"--robot.type={config.type}", *devices])
+    return (
+        f"cannot connect the robot ({where}): {type(exc).__name__}: {exc}. Check that it is plugged "
+        "in and powered on, that the --robot.* settings name its device, and that no other program "
+        "is using it; nothing was recorded, so the same command can simply be run again"
+    )
+
+
+def _names_a_device(field: str) -> bool:
+    words = field.lower().split("_")
+    return any(word in DEVICE_WORDS or word.endswith(DEVICE_WORDS) for word in words)
+
+
 def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:
     root = record.dataset.root
     again = f"exiting now; nothing captured is lost: `dorobot recover {root}` finishes the saves"
     code = EXIT_OK
-    record.robot.connect()
     preview = CameraPreview(record).start() if rc.display == "opencv" else None
     with Interrupts(again, on_exit_now=keys.restore if keys else None) as interrupts:
         try:

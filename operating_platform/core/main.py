@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
 import logging
 import sys
-from collections.abc import Sequence
+import termios
+from collections.abc import Iterator, Sequence
 
 from operating_platform.core.configs import ControlPipelineConfig, parse_config
 from operating_platform.core.interrupts import Interrupts
@@ -57,8 +60,25 @@ def record_session(cfg: ControlPipelineConfig) -> int:
         log.info(f"Dataset: {record.dataset.root} ({record.dataset.meta.total_episodes} episodes already)")
         if not interactive:
             return _run(record, rc, None)
-        with TerminalKeys() as keys:
+        with _terminal_keys() as keys:
             return _run(record, rc, keys)
+
+
+@contextlib.contextmanager
+def _terminal_keys() -> Iterator[TerminalKeys]:
+    """`TerminalKeys`, whose terminal may be gone (hung up) by the time it is restored."""
+    keys = TerminalKeys().__enter__()
+    try:
+        yield keys
+    finally:
+        _restore_quietly(keys)
+        atexit.unregister(keys.restore)  # what leaving the block does, once restored
+
+
+def _restore_quietly(keys: TerminalKeys) -> None:
+    # After a hang-up there is no terminal left to restore (EIO, or ENOTTY on /dev/null).
+    with contextlib.suppress(termios.error, OSError):
+        keys.restore()
 
 
 DEVICE_WORDS = ("port", "device", "serial", "host", "ip", "address", "index", "path", "url")
@@ -86,7 +106,8 @@ def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:
     again = f"exiting now; nothing captured is lost: `dorobot recover {root}` finishes the saves"
     code = EXIT_OK
     preview = CameraPreview(record).start() if rc.display == "opencv" else None
-    with Interrupts(again, on_exit_now=keys.restore if keys else None) as interrupts:
+    on_exit_now = (lambda: _restore_quietly(keys)) if keys else None
+    with Interrupts(again, on_exit_now=on_exit_now) as interrupts:
         try:
             if keys is None:
                 session = Session(record, rc, interrupts, preview=preview)

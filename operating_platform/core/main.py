@@ -24,7 +24,7 @@ from operating_platform.core.record_config import ConfigError, RecordConfig
 from operating_platform.core.session import Session
 from operating_platform.core.status import SaveProgressBars, SaveProgressLines, StatusLine
 from operating_platform.dataset.dorobot_dataset import DatasetError
-from operating_platform.robots import RobotConfig, make_robot
+from operating_platform.robots import Robot, RobotConfig, make_robot
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -49,12 +49,13 @@ def record_session(cfg: ControlPipelineConfig) -> int:
         try:
             robot.connect()
         except Exception as exc:
+            _disconnect_quietly(robot)  # whatever it did open before failing
             _error(_connect_failed(cfg.robot, exc))
             return EXIT_FAILED
         try:
             record = Record(fps=rc.fps, robot=robot, record_cfg=rc)
         except BaseException:
-            robot.disconnect()
+            _disconnect_quietly(robot)  # the dataset's error is the one to report
             raise
         attach_log_file(record.dataset.meta.private_dir / "logs")
         log.info(f"Dataset: {record.dataset.root} ({record.dataset.meta.total_episodes} episodes already)")
@@ -97,8 +98,12 @@ def _connect_failed(config: RobotConfig, exc: BaseException) -> str:
 
 
 def _names_a_device(field: str) -> bool:
-    words = field.lower().split("_")
-    return any(word in DEVICE_WORDS or word.endswith(DEVICE_WORDS) for word in words)
+    return any(word in DEVICE_WORDS for word in field.lower().split("_"))
+
+
+def _disconnect_quietly(robot: Robot) -> None:
+    with contextlib.suppress(Exception):
+        robot.disconnect()
 
 
 def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:

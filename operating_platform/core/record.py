@@ -40,8 +40,8 @@ STALL_TIMEOUT_S = 2.0
 LATE_TICK_S = 0.005
 
 
-class CaptureStalled(RuntimeError):
-    """The robot stopped delivering frames."""
+class CaptureStalled(TimeoutError):
+    """The robot stopped delivering frames: a read that timed out, an OSError like a failed one."""
 
 
 @dataclass
@@ -153,6 +153,10 @@ class Record:
         if self.capturing:
             return
         self._join_capture()
+        if isinstance(self.error, CaptureStalled):
+            # Stuck on the read that followed the last episode: the robot is not answering, and
+            # callers report that as they report a read that failed.
+            raise self.error
         if self.error is not None:
             raise RuntimeError(f"capture stopped after an error: {self.error}")
         if self.dataset.episode_journal is None:

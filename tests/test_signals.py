@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import (
     FAST,
     PLUGINS_DIR,
@@ -23,7 +25,7 @@ from tests.conftest import (
 )
 
 
-def _start_in_own_group(root: Path, *flags: str) -> subprocess.Popen:
+def _start_in_own_group(root: Path, *flags: str, nohup: bool = False) -> subprocess.Popen:
     # As systemd, Docker or `kill -- -PGID` see it: the recorder leads a process group of its own.
     command = [sys.executable, "-m", "operating_platform.core.main", *FAST, "--record.repo_id=lab/sig"]
     return subprocess.Popen(
@@ -34,6 +36,7 @@ def _start_in_own_group(root: Path, *flags: str) -> subprocess.Popen:
         text=True,
         env={**os.environ, "PYTHONPATH": str(PLUGINS_DIR)},
         start_new_session=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None,
     )
 
 
@@ -83,6 +86,22 @@ def test_sighup_to_the_process_group_stops_cleanly(tmp_path: Path) -> None:
     assert episode_lengths(root) == [queued[i] for i in range(len(queued))]
 
 
+def test_sighup_ignored_from_the_start_stays_ignored(tmp_path: Path) -> None:
+    # `nohup dorobot record ...`: asked to outlive the terminal, the session goes on.
+    root = tmp_path / "ds"
+    proc = _start_in_own_group(root, "--record.num_episodes=3", "--record.episode_time_s=0.5", nohup=True)
+    seen: list[str] = []
+    try:
+        wait_for_line(proc, r"Queued episode 0 ", seen)
+        os.killpg(proc.pid, signal.SIGHUP)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, "".join(seen) + out + err
+    assert_valid(root, episodes=3)
+
+
 def _tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
 
@@ -96,7 +115,7 @@ def _wait_for_screen(session: str, text: str, timeout: float = 120) -> None:
     raise AssertionError(f"{text!r} never appeared:\n{_tmux('capture-pane', '-p', '-t', session)}")
 
 
-def _wait_gone(pid: int, timeout: float = 300) -> None:
+def _wait_gone(pid: int, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -110,9 +129,11 @@ def _wait_gone(pid: int, timeout: float = 300) -> None:
     raise AssertionError(f"the recorder (pid {pid}) did not exit after its terminal hung up")
 
 
-def test_terminal_hanging_up_saves_everything(tmp_path: Path) -> None:
-    # An SSH connection dropping: the terminal goes away (writes to it fail from then on) and
-    # the recorder, leading the terminal's session, gets SIGHUP.
+@pytest.mark.parametrize("how", ["leader", "under a shell", "under a shell that outlives it"])
+def test_terminal_hanging_up_saves_everything(tmp_path: Path, how: str) -> None:
+    # An SSH connection dropping: the terminal goes away (writes to it fail from then on), and
+    # the recorder gets SIGHUP from the kernel when it leads the terminal's session, from the
+    # shell around it when that shell dies of it, and none at all when the shell survives it.
     root = tmp_path / "ds"
     session = f"dorobot-hup-{os.getpid()}-{tmp_path.name}"[:60]
     flags = [*FAST, *SLOW_ENCODING, "--record.repo_id=lab/hup", f"--record.root={root}"]
@@ -120,10 +141,15 @@ def test_terminal_hanging_up_saves_everything(tmp_path: Path) -> None:
     command = shlex.join(
         ["env", f"PYTHONPATH={PLUGINS_DIR}", sys.executable, "-m", "operating_platform.core.main", *flags]
     )
+    if how != "leader":
+        trap = "trap true HUP; " if how.endswith("outlives it") else ""
+        command = shlex.join(["bash", "-c", f"{trap}{command}; echo finished"])
     _tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50", command)
     try:
         pid = int(_tmux("list-panes", "-t", session, "-F", "#{pane_pid}").split()[0])
         _wait_for_screen(session, "REC ep 0")
+        if how != "leader":
+            (pid,) = (int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
         time.sleep(0.5)
         _tmux("send-keys", "-t", session, "n")
         _wait_for_screen(session, "Queued episode 0")

@@ -8,7 +8,8 @@ finishes what was left.
 SIGHUP means the terminal is gone (an SSH connection dropped): every later write to it would
 fail with EIO, so the terminal's descriptors are pointed at /dev/null and the session finishes
 its saves with the log file in `.dorobot/logs/` as its only record. A hang-up is never taken
-as the "second" signal: nobody is at that terminal to ask for a hurried exit.
+as the "second" signal: nobody is at that terminal to ask for a hurried exit. A SIGHUP already
+ignored when the session starts (`nohup`) stays ignored.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ class Interrupts:
         self.signum = signum
         self.requested.set()
 
+    def hang_up(self) -> None:
+        """The terminal is gone, whether or not a SIGHUP said so: stop as on the first signal."""
+        self._handle(signal.SIGHUP, None)
+
     def _detach_terminal(self) -> None:
         """Point the descriptors that were the terminal at /dev/null, so writes keep succeeding."""
         self.hung_up = True
@@ -69,8 +74,10 @@ class Interrupts:
         self._terminal_fds = []
 
     def __enter__(self) -> Interrupts:
-        self._terminal_fds = [fd for fd in (0, 1, 2) if _is_terminal(fd)]
+        self._terminal_fds = [fd for fd in (0, 1, 2) if is_terminal(fd)]
         for signum in HANDLED:
+            if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+                continue  # started under `nohup`: asked to outlive its terminal
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
@@ -83,7 +90,8 @@ class Interrupts:
         return self.requested.wait(seconds)
 
 
-def _is_terminal(fd: int) -> bool:
+def is_terminal(fd: int) -> bool:
+    """Whether `fd` is a terminal; False for one that has hung up (its ioctls fail with EIO)."""
     try:
         return os.isatty(fd)
     except OSError:

@@ -12,10 +12,10 @@ import dataclasses
 import logging
 import sys
 import termios
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from operating_platform.core.configs import ControlPipelineConfig, parse_config
-from operating_platform.core.interrupts import Interrupts
+from operating_platform.core.interrupts import Interrupts, is_terminal
 from operating_platform.core.keyboard import TerminalKeys
 from operating_platform.core.logs import attach_log_file, console_logging
 from operating_platform.core.preview import CameraPreview
@@ -65,10 +65,25 @@ def record_session(cfg: ControlPipelineConfig) -> int:
             return _run(record, rc, keys)
 
 
+class _Keys(TerminalKeys):
+    """Keys from a terminal that may hang up with no SIGHUP reaching the recorder (a shell
+    around it that survives the hang-up): a terminal that stops being one has hung up."""
+
+    on_hang_up: Callable[[], None] | None = None
+
+    def read_key(self, timeout: float) -> str | None:
+        key = super().read_key(timeout)
+        # Only when no key came: a hung-up terminal reads as end of file at once, every time.
+        if key is None and self.on_hang_up is not None and not is_terminal(self.fd):
+            on_hang_up, self.on_hang_up = self.on_hang_up, None
+            on_hang_up()
+        return key
+
+
 @contextlib.contextmanager
-def _terminal_keys() -> Iterator[TerminalKeys]:
-    """`TerminalKeys`, whose terminal may be gone (hung up) by the time it is restored."""
-    keys = TerminalKeys().__enter__()
+def _terminal_keys() -> Iterator[_Keys]:
+    """Terminal keys, whose terminal may be gone (hung up) by the time it is restored."""
+    keys = _Keys().__enter__()
     try:
         yield keys
     finally:
@@ -106,13 +121,15 @@ def _disconnect_quietly(robot: Robot) -> None:
         robot.disconnect()
 
 
-def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:
+def _run(record: Record, rc: RecordConfig, keys: _Keys | None) -> int:
     root = record.dataset.root
     again = f"exiting now; nothing captured is lost: `dorobot recover {root}` finishes the saves"
     code = EXIT_OK
     preview = CameraPreview(record).start() if rc.display == "opencv" else None
     on_exit_now = (lambda: _restore_quietly(keys)) if keys else None
     with Interrupts(again, on_exit_now=on_exit_now) as interrupts:
+        if keys is not None:
+            keys.on_hang_up = interrupts.hang_up
         try:
             if keys is None:
                 session = Session(record, rc, interrupts, preview=preview)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import assert_valid, run_record
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -38,16 +40,22 @@ def test_own_robot_example_records(tmp_path: Path) -> None:
     assert "observation.images.front" in (root / "meta/info.json").read_text()
 
 
-def test_python_example_records_two_episodes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["file", "-c"])
+def test_python_example_records_two_episodes(tmp_path: Path, how: str) -> None:
+    # As users run it: saved as a script without a `__main__` guard, from a fresh folder.
     script = _python_block("import time")
+    (tmp_path / "api.py").write_text(script)
+    command = ["api.py"] if how == "file" else ["-c", script]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, *command],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
-        env=os.environ,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[-1] == "0 2"
+    assert proc.stdout.splitlines() == ["0 2"], proc.stdout + proc.stderr
     assert_valid(tmp_path / "pick", episodes=2)
+    assert not (tmp_path / "pick/.dorobot/failed").exists()

@@ -1,13 +1,20 @@
-"""Ctrl-C and SIGTERM: the first asks the session to stop cleanly, the second exits at once.
+"""Ctrl-C, SIGTERM and SIGHUP: the first asks the session to stop cleanly, a second exits at once.
 
 The handler only sets a flag that the operator's loop polls, so an interrupt can never land
 in the middle of ending an episode or publishing one. Exiting at once loses nothing either:
 every captured frame is already in a journal, and the next start (or `dorobot recover`)
 finishes what was left.
+
+SIGHUP means the terminal is gone (an SSH connection dropped): every later write to it would
+fail with EIO, so the terminal's descriptors are pointed at /dev/null and the session finishes
+its saves with the log file in `.dorobot/logs/` as its only record. A hang-up is never taken
+as the "second" signal: nobody is at that terminal to ask for a hurried exit. A SIGHUP already
+ignored when the session starts (`nohup`) stays ignored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -15,35 +22,62 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-HANDLED = (signal.SIGINT, signal.SIGTERM)
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Interrupts:
-    """Turns SIGINT/SIGTERM into a stop request while installed (as a context manager)."""
+    """Turns SIGINT/SIGTERM/SIGHUP into a stop request while installed (as a context manager)."""
 
     def __init__(self, second_message: str, on_exit_now: Callable[[], None] | None = None) -> None:
         self.requested = threading.Event()
         self.signum: int | None = None
+        self.hung_up = False
         self._second_message = second_message
         self._on_exit_now = on_exit_now  # e.g. restore the terminal: os._exit skips every finally
         self._previous: dict[int, object] = {}
+        self._terminal_fds: list[int] = []
 
     @property
     def exit_code(self) -> int:
         return 128 + (self.signum or signal.SIGINT)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self._detach_terminal()
+            if self.requested.is_set():
+                return
         if self.requested.is_set():
             if self._on_exit_now is not None:
                 self._on_exit_now()
-            sys.stderr.write(f"\n{signal.Signals(signum).name} again: {self._second_message}\n")
-            sys.stderr.flush()
+            with contextlib.suppress(OSError):
+                sys.stderr.write(f"\n{signal.Signals(signum).name} again: {self._second_message}\n")
+                sys.stderr.flush()
             os._exit(128 + signum)
         self.signum = signum
         self.requested.set()
 
+    def hang_up(self) -> None:
+        """The terminal is gone, whether or not a SIGHUP said so: stop as on the first signal."""
+        self._handle(signal.SIGHUP, None)
+
+    def _detach_terminal(self) -> None:
+        """Point the descriptors that were the terminal at /dev/null, so writes keep succeeding."""
+        self.hung_up = True
+        if not self._terminal_fds:
+            return
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            for fd in self._terminal_fds:
+                os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
+        self._terminal_fds = []
+
     def __enter__(self) -> Interrupts:
+        self._terminal_fds = [fd for fd in (0, 1, 2) if is_terminal(fd)]
         for signum in HANDLED:
+            if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+                continue  # started under `nohup`: asked to outlive its terminal
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
@@ -54,3 +88,11 @@ class Interrupts:
     def wait(self, seconds: float) -> bool:
         """Sleep up to `seconds`; True if a stop was requested meanwhile."""
         return self.requested.wait(seconds)
+
+
+def is_terminal(fd: int) -> bool:
+    """Whether `fd` is a terminal; False for one that has hung up (its ioctls fail with EIO)."""
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False

@@ -41,8 +41,8 @@ STALL_TIMEOUT_S = 2.0
 LATE_TICK_S = 0.005
 
 
-class CaptureStalled(RuntimeError):
-    """The robot stopped delivering frames."""
+class CaptureStalled(TimeoutError):
+    """The robot stopped delivering frames: a read that timed out, an OSError like a failed one."""
 
 
 @dataclass
@@ -154,6 +154,10 @@ class Record:
         if self.capturing:
             return
         self._join_capture()
+        if isinstance(self.error, CaptureStalled):
+            # Stuck on the read that followed the last episode: the robot is not answering, and
+            # callers report that as they report a read that failed.
+            raise self.error
         if self.error is not None:
             raise RuntimeError(f"capture stopped after an error: {self.error}")
         if self.dataset.episode_journal is None:
@@ -167,9 +171,11 @@ class Record:
             journal = self.dataset.open_episode(self.task)
             if self.async_saver is not None:
                 self.async_saver.begin(journal)
-        self._stop_capture.clear()
+        # Each capture thread gets its own stop event: a thread abandoned in a stuck read must
+        # never write its late frame into whatever episode is recorded after it.
+        self._stop_capture = stop = threading.Event()
         self._max_frames = max_frames
-        self._thread = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
+        self._thread = threading.Thread(target=self._capture_loop, args=(stop,), name="capture", daemon=True)
         self._thread.start()
 
     def pause(self) -> None:
@@ -177,24 +183,39 @@ class Record:
         self._stop_capture.set()
         self._join_capture()
 
-    def _join_capture(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+    def _join_capture(self, timeout_s: float = STALL_TIMEOUT_S) -> None:
+        """Wait for the capture thread to end, but never longer than a read may take.
 
-    def _capture_loop(self) -> None:
+        A read that is still stuck `timeout_s` after it began (a camera that stopped answering
+        right before the episode ended) is abandoned with the stall error, as while capturing.
+        """
+        thread = self._thread
+        if thread is None:
+            return
+        joined = time.monotonic()
+        while thread.is_alive():
+            started = self._read_started
+            since = joined if started is None else min(started, joined)
+            remaining = since + timeout_s - time.monotonic()
+            if remaining <= 0:
+                self._stall(timeout_s)
+                break
+            thread.join(min(remaining, 0.05))
+        self._thread = None
+
+    def _capture_loop(self, stop: threading.Event) -> None:
         period = 1.0 / self.fps
         next_tick = time.perf_counter()
         try:
-            while not self._stop_capture.is_set():
+            while not stop.is_set():
                 now = time.perf_counter()
                 if now < next_tick:
                     # Wake on the stop event too, so ending an episode never waits a whole tick.
-                    if self._stop_capture.wait(next_tick - now):
+                    if stop.wait(next_tick - now):
                         break
                     now = time.perf_counter()
                 self.stats.tick(now, now - next_tick)
-                if not self._tick():
+                if not self._tick(stop):
                     break
                 next_tick += period
                 behind = time.perf_counter() - next_tick
@@ -207,7 +228,7 @@ class Record:
         except BaseException as exc:
             self.error = exc
 
-    def _tick(self) -> bool:
+    def _tick(self, stop: threading.Event) -> bool:
         """Capture and journal one frame; False once the episode is complete or ended."""
         self._read_started = time.monotonic()
         frame = self.robot.capture()
@@ -215,7 +236,7 @@ class Record:
         for key in self._skip_keys:
             frame.pop(key, None)
         with self._episode_lock:
-            if self._stop_capture.is_set():
+            if stop.is_set():
                 return False  # read after the operator ended the episode: not part of it
             frames = self.dataset.add_frame(frame, self.task, capture_time=time.time()) + 1
         self.latest_frame = frame
@@ -232,12 +253,15 @@ class Record:
         started = self._read_started
         if started is None or not self.capturing or time.monotonic() - started < timeout_s:
             return False
+        self._stall(timeout_s)
+        self._thread = None
+        return True
+
+    def _stall(self, timeout_s: float) -> None:
         self.error = self.error or CaptureStalled(
             f"no frame from the robot for {timeout_s:g} s (a camera or the arm stopped answering)"
         )
         self._stop_capture.set()
-        self._thread = None
-        return True
 
     # -- ending episodes --------------------------------------------------------------------------
 

@@ -17,13 +17,16 @@ from operating_platform.robots import RobotConfig, SimRobot, SimRobotConfig
 @dataclass
 class FaultySimConfig(SimRobotConfig):
     fail_at: int = 20
-    fault: str = "nan"  # nan | shape | dtype | hang | raise | disconnect
+    fault: str = "nan"  # nan | shape | dtype | hang | raise | disconnect | connect
+    port: str = "/dev/ttyACM0"  # named in connect errors, as a real arm's serial port would be
 
 
 class FaultySim(SimRobot):
     config_class = FaultySimConfig
 
     def connect(self) -> None:
+        if self.config.fault == "connect":  # an arm unplugged, or a port that does not exist
+            raise ConnectionError(f"no device answers on {self.config.port}")
         super().connect()
         self.captured = 0
 

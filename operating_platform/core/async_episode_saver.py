@@ -31,6 +31,7 @@ from operating_platform.dataset.video import VideoSettings
 log = logging.getLogger("operating_platform.saver")
 PREFIX = "[AsyncEpisodeSaver]"
 RECENT_KEPT = 16
+JOIN_TIMEOUT_S = 30.0
 
 
 class EpisodeState(str, enum.Enum):
@@ -268,7 +269,11 @@ class AsyncEpisodeSaver:
             self._changed.notify_all()
         if pending and not left:
             log.info(f"{PREFIX} All saves completed in {time.monotonic() - started:.2f}s")
-        self._thread.join()
+        # Bounded like every other wait: a publish stuck on a dead storage device must not keep
+        # the program from exiting. What it leaves is exactly what a kill would leave.
+        self._thread.join(timeout=JOIN_TIMEOUT_S)
+        if self._thread.is_alive():
+            log.error(f"{PREFIX} Still publishing after {JOIN_TIMEOUT_S:g}s; leaving it to `dorobot recover`")
         self._thread = None
         self._worker.stop()
         if left and self.halted and not self.disk_full:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from operating_platform.core.configs import parse_config
 from operating_platform.core.record_config import ConfigError, RecordConfig
-from tests.conftest import run_record
+from tests.conftest import error_lines, run_record
 
 GOOD = ["--record.repo_id=lab/demo", "--record.single_task=Pick the cube"]
+# A session that ends quickly even if the check under test lets it start.
+SHORT = ["--record.num_episodes=1", "--record.episode_time_s=0.3", "--record.reset_time_s=0"]
 
 
 @pytest.mark.parametrize(
@@ -124,3 +127,74 @@ def test_preview_without_opencv_or_display_is_explained(monkeypatch: pytest.Monk
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(ConfigError, match=r"needs a display"):
         parse_config([*GOOD, "--record.display=opencv"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--record.preset=bogus"], "--record.preset=bogus"),
+        (["--record.vcodec=libsvtav1", "--record.preset=99"], "--record.preset=99"),
+        (["--record.vcodec=libsvtav1", "--record.preset=bogus"], "--record.preset=bogus"),
+        (["--record.vcodec=mpeg4", "--record.preset=slow"], "--record.preset=slow"),
+    ],
+)
+def test_encoder_refusing_a_setting_stops_before_recording(
+    tmp_path: Path, flags: list[str], named: str
+) -> None:
+    root = tmp_path / "ds"
+    proc = run_record(*GOOD, *flags, f"--record.root={root}", *SHORT)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"error: {named}: "), proc.stderr
+    assert "refuses" in lines[0] or "ignores" in lines[0], lines[0]
+    assert not root.exists()
+
+
+def test_encoder_settings_it_accepts_pass() -> None:
+    for flags in (
+        [],
+        ["--record.vcodec=libsvtav1", "--record.preset=12", "--record.crf=30"],
+        ["--record.vcodec=mpeg4"],  # the default preset and crf mean nothing to it: not the operator's
+        ["--record.preset=veryslow", "--record.video=false"],
+    ):
+        parse_config([*GOOD, *flags])
+
+
+def test_dataset_folder_that_is_a_file_names_the_flag(tmp_path: Path) -> None:
+    notes = tmp_path / "demo.txt"
+    notes.write_text("notes")
+    for root, says in (
+        (notes, f"--record.root={notes} is a file, not a folder"),
+        (notes / "sub", f"--record.root={notes}/sub: {notes} is a file, not a folder"),
+    ):
+        proc = run_record(*GOOD, f"--record.root={root}", *SHORT)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        lines = error_lines(proc.stderr)
+        assert len(lines) == 1 and lines[0] == f"error: {says} (see --help)", proc.stderr
+    assert (tmp_path / "demo.txt").read_text() == "notes"
+
+
+@pytest.mark.parametrize("root", ["/proc/dorobot_ds", "/sys/dorobot_ds", "/proc/self/dorobot_ds"])
+def test_dataset_folder_on_a_system_file_system_is_refused(root: str) -> None:
+    proc = run_record(*GOOD, f"--record.root={root}", *SHORT)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"error: --record.root={root} cannot hold a dataset: ")
+    assert "not storage" in lines[0] and "No such file" not in lines[0], lines[0]
+
+
+def test_dataset_folder_in_a_folder_that_cannot_be_written(small_disk: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    root = small_disk / "new" / "ds"
+    proc = run_record(*GOOD, f"--record.root={root}", *SHORT)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: --record.root={root} cannot hold a dataset: "), lines[0]
+    assert "Read-only file system" in lines[0] and str(small_disk) in lines[0]
+
+
+@pytest.mark.parametrize("repo_id", ["demo", "lab/", "/demo", "a/b/c"])
+def test_repo_id_must_be_user_slash_name(repo_id: str) -> None:
+    with pytest.raises(ConfigError, match=r"--record\.repo_id=.* must look like 'user/name'"):
+        parse_config(["--record.single_task=x", f"--record.repo_id={repo_id}"])

@@ -38,6 +38,7 @@ def record_session(cfg: ControlPipelineConfig) -> int:
     if not interactive and not rc.episode_time_s:
         _error("--record.episode_time_s=0 (end episodes by key) needs a terminal; give episodes a length")
         return EXIT_USAGE
+    rc.check_root_writable()
     with console_logging():
         robot = make_robot(cfg.robot)
         record = Record(fps=rc.fps, robot=robot, record_cfg=rc)

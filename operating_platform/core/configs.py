@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -29,8 +30,16 @@ class ControlPipelineConfig:
 
 
 def import_plugins() -> None:
-    """Import the modules named in $DOROBOT_PLUGINS, so their robot types can be chosen."""
-    for name in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+    """Import the modules named in $DOROBOT_PLUGINS, so their robot types can be chosen.
+
+    They are looked for in the current folder first, as `python -m` would: the `dorobot`
+    console script otherwise only sees installed packages.
+    """
+    names = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+    cwd = os.getcwd()
+    if names and not {"", cwd} & set(sys.path):
+        sys.path.insert(0, cwd)
+    for name in names:
         try:
             importlib.import_module(name)
         except ImportError as exc:

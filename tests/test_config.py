@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -198,3 +201,48 @@ def test_dataset_folder_in_a_folder_that_cannot_be_written(small_disk: Path) -> 
 def test_repo_id_must_be_user_slash_name(repo_id: str) -> None:
     with pytest.raises(ConfigError, match=r"--record\.repo_id=.* must look like 'user/name'"):
         parse_config(["--record.single_task=x", f"--record.repo_id={repo_id}"])
+
+
+def _help_entries(text: str) -> dict[str, str]:
+    """Option name -> its help text, from argparse's option listing."""
+    entries: dict[str, str] = {}
+    current = None
+    for line in text.split("\n\n", 1)[1].splitlines():
+        match = re.match(r"^  (--[\w.]+)(?: [\w\[\]{},]+)?(?:\s{2,}(.*))?$", line)
+        if match:
+            current = match.group(1)
+            if current in entries:
+                entries[current + "#dup"] = ""
+            entries[current] = match.group(2) or ""
+        elif current and line.startswith("    ") and line.strip():
+            entries[current] += " " + line.strip()
+        else:
+            current = None
+    return entries
+
+
+def test_help_lists_each_flag_once_with_its_text_and_default() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "operating_platform.core.main", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    entries = _help_entries(text)
+    assert not [name for name in entries if name.endswith("#dup")], text
+    assert "--record" not in entries and "--robot" not in entries, text
+    assert "[--record str]" not in text and "[--robot str]" not in text
+    assert "(default: sim)" in entries["--robot.type"], entries["--robot.type"]
+    assert "(default: )" not in text and "(default: None)" not in text, text
+    for flag in ("--record.repo_id", "--record.single_task", "--record.root", "--config_path"):
+        assert entries[flag].strip(), flag
+    for name in ("--robot.camera_width", "--robot.camera_height", "--robot.num_cameras", "--robot.seed"):
+        assert len(entries[name].split()) > 3, (name, entries[name])
+    fields = [f.name for f in dataclasses.fields(RecordConfig)]
+    assert sorted(n for n in entries if n.startswith("--record.")) == sorted(f"--record.{f}" for f in fields)
+    for needed in ("DOROBOT_PLUGINS", "dorobot recover", "--config_path", "examples/session.yaml"):
+        assert needed in text, needed
+    for key in ("n or →", "d or ←", "space", "t "):
+        assert key in text, key

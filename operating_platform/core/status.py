@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -25,13 +27,40 @@ REFRESH_HZ = 4
 log = logging.getLogger("operating_platform.status")
 
 
-def minutes_left(record: Record, free: int) -> float:
+class VideoCost:
+    """Bytes of video the dataset stores per frame, kept as a running total.
+
+    Each call looks only at the episodes committed since the one before (one `stat` per video
+    file, once): a scan of the whole dataset every second would cost the capture process more
+    the bigger the dataset grows.
+    """
+
+    def __init__(self) -> None:
+        self.episodes = 0
+        self.frames = 0
+        self.bytes = 0
+
+    def update(self, meta: Any) -> None:
+        total = meta.total_episodes
+        keys = meta.video_keys if total > self.episodes else []
+        for index in range(self.episodes, total):
+            self.frames += meta.episode_length(index)
+            for key in keys:
+                # A file gone (the folder moved away) costs nothing more; the others still count.
+                with contextlib.suppress(OSError):
+                    self.bytes += meta.video_path(index, key).stat().st_size
+        self.episodes = total
+
+    def per_frame(self) -> float | None:
+        return self.bytes / self.frames if self.frames and self.bytes else None
+
+
+def minutes_left(record: Record, free: int, cost: VideoCost | None = None) -> float:
     """Minutes of recording the free space holds, at what this dataset has cost so far."""
-    meta = record.dataset.meta
-    frames = meta.total_frames
-    stored = sum(p.stat().st_size for p in (meta.root / "videos").rglob("*.mp4")) if frames else 0
+    cost = cost or VideoCost()
+    cost.update(record.dataset.meta)
     # Before the first episode, assume video compresses raw frames about 20 times.
-    per_frame = stored / frames if frames and stored else record.raw_bytes_per_frame / 20
+    per_frame = cost.per_frame() or record.raw_bytes_per_frame / 20
     return free / max(per_frame * record.fps * 60, 1.0)
 
 
@@ -65,6 +94,7 @@ class StatusLine:
             console=self.console, refresh_per_second=REFRESH_HZ, transient=True, redirect_stderr=False
         )
         self._disk = (0, 0.0)
+        self._cost = VideoCost()
         self._disk_checked = -1.0
         self._rendered = -1.0
 
@@ -81,9 +111,9 @@ class StatusLine:
         if now - self._rendered < 1 / REFRESH_HZ:
             return
         self._rendered = now
-        if now - self._disk_checked >= 1.0:  # statvfs and a glob: once a second is plenty
+        if now - self._disk_checked >= 1.0:  # statvfs: once a second is plenty
             free = free_bytes(self.record.dataset.root)
-            self._disk = (free, minutes_left(self.record, free))
+            self._disk = (free, minutes_left(self.record, free, self._cost))
             self._disk_checked = now
         self._live.update(render(self.record, phase, index, limit_s, self._disk))
 

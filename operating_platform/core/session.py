@@ -16,7 +16,7 @@ from pathlib import Path
 from operating_platform.core.interrupts import Interrupts
 from operating_platform.core.keyboard import TerminalKeys
 from operating_platform.core.preview import CameraPreview
-from operating_platform.core.record import Record
+from operating_platform.core.record import CaptureStats, Record
 from operating_platform.core.record_config import RecordConfig
 from operating_platform.core.status import StatusLine
 from operating_platform.dataset.diskspace import DiskFullError, is_disk_full
@@ -38,6 +38,15 @@ def describe_capture_error(error: BaseException, root: Path) -> str:
             f"`dorobot recover {root}` finishes saving any left in their journals"
         )
     return f"{error}; recording stopped, the frames before it are saved"
+
+
+def describe_capture(index: int, frames: int, stats: CaptureStats) -> str:
+    """The episode's line on how well its capture clock kept time."""
+    p99_ms, max_ms = stats.lateness_percentile(99) * 1e3, stats.max_lateness_s * 1e3
+    return (
+        f"Episode {index} captured: {frames} frames, {stats.late_ticks} late, "
+        f"{stats.missed_ticks} skipped ticks (lateness p99 {p99_ms:.1f} ms, max {max_ms:.1f} ms)"
+    )
 
 
 class Session:
@@ -137,6 +146,7 @@ class Session:
         meta = self.record.save()
         if meta.frames:
             self.saved += 1
+            log.info(describe_capture(meta.episode_index, meta.frames, self.record.stats))
             if not meta.queued:
                 seconds = meta.elapsed_ms / 1e3
                 log.info(f"✓ Saved episode {meta.episode_index} ({meta.frames} frames) in {seconds:.2f}s")

@@ -1,9 +1,11 @@
 """The operator's status line: one line that is always true, redrawn a few times a second.
 
-    REC ep 5  12.3/60 s | 30.0 fps, 0 late | saves: 1 pending, 0 encoding, 4 saved, 0 failed |
+    REC ep 5  12.3/60 s | 30.0 fps, 0 late, 0 skipped | saves: 1 pending, 0 encoding, 4 saved, 0 failed |
         disk 51.2 GB (~93 min) | Pick the cube      (on one line)
 
-"saved" counts episodes that are really in the dataset; failures show in red.
+"late" counts capture ticks that started over 5 ms late, "skipped" the ticks the capture clock
+had to drop because it fell a whole tick behind (a robot read that blocked, say). "saved"
+counts episodes that are really in the dataset; failures show in red.
 """
 
 from __future__ import annotations
@@ -72,7 +74,9 @@ def render(record: Record, phase: str, index: int, limit_s: float | None, disk: 
     line = Text()
     style = {"REC": "bold red", "PAUSED": "bold yellow", "RESET": "bold cyan"}.get(phase, "bold")
     line.append(f"{phase}", style=style)
-    line.append(f" ep {index}  {elapsed:5.1f}{limit} s | {fps:4.1f} fps, {stats.late_ticks} late | ")
+    line.append(f" ep {index}  {elapsed:5.1f}{limit} s | {fps:4.1f} fps, {stats.late_ticks} late, ")
+    line.append(f"{stats.missed_ticks} skipped", style="bold yellow" if stats.missed_ticks else "")
+    line.append(" | ")
     status = record.status()
     if status is not None:
         line.append(f"saves: {status.pending} pending, {status.encoding} encoding, ")

@@ -4,6 +4,7 @@ terminal left sane on every way out."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -224,3 +225,31 @@ def test_exit_shows_a_progress_bar_per_pending_save(terminal, tmp_path: Path) ->
     assert _exit_code(screen) == 0, screen
     assert_valid(root, episodes=2)
     assert _sane(screen)
+
+
+def _glued(screen: str) -> list[str]:
+    """Lines where a message was written onto the status line instead of below it."""
+    status = re.compile(r"(REC|PAUSED|RESET) ep \d+ .*\| disk ")
+    return [line for line in screen.splitlines() if status.search(line) and "[" in line.split("| disk ")[1]]
+
+
+def test_esc_clears_the_status_line_before_the_next_message(terminal, tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    term = terminal(
+        *FAST,
+        "--record.repo_id=lab/keys",
+        f"--record.root={root}",
+        "--record.num_episodes=10",
+        "--record.episode_time_s=0",
+    )
+    term.wait_for("REC ep 0")
+    time.sleep(0.5)
+    term.send("Escape")
+    screen = term.wait_for("DONE")
+    assert _exit_code(screen) == 0, screen
+    before_exit = screen.split("EXIT=", 1)[0]
+    assert not _glued(before_exit), screen
+    # The status line is gone once the session ends: no stale copy left among the messages.
+    assert not re.search(r"REC ep \d+ ", before_exit), screen
+    assert "Queued episode 0" in screen
+    assert_valid(root, episodes=1)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import sys
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -88,3 +92,53 @@ def test_minutes_left_before_the_first_episode_assumes_compressed_raw(tmp_path: 
     record.dataset.meta = SimpleNamespace(total_episodes=0, total_frames=0, video_keys=["k"])
     minutes = status.minutes_left(record, 60 * 2**20)
     assert minutes == pytest.approx(60 * 2**20 / (57600 / 20 * 30 * 60))
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_messages_from_other_threads_never_land_on_the_status_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The log listener writes to whatever sys.stdout is, while the session shows and takes
+    # down the status line: a message must never be written onto the end of that line.
+    screen = _Terminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    monkeypatch.setattr(status, "free_bytes", lambda _root: 2**30)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, to meet every window
+    meta = SimpleNamespace(total_episodes=0, video_keys=[])
+    record = SimpleNamespace(
+        stats=CaptureStats(30),
+        episode_frames=0,
+        fps=30,
+        status=lambda: None,
+        task="Pick the cube",
+        dataset=SimpleNamespace(root="/", meta=meta),
+        raw_bytes_per_frame=100,
+    )
+    done = threading.Event()
+
+    def listener() -> None:
+        while not done.is_set():
+            out = sys.stdout  # as the console log handler does, for every message
+            out.write("[AsyncEpisodeSaver] message\n")
+
+    # The program's first status line comes up well after the listener last wrote; here the
+    # listener never pauses, so let its writes find the status line's stdout from the start.
+    with status.StatusLine(record, console=Console(force_terminal=True, width=150)):
+        pass
+    writer = threading.Thread(target=listener)
+    writer.start()
+    try:
+        for _ in range(150):
+            with status.StatusLine(record, console=Console(force_terminal=True, width=150)) as line:
+                line.update("REC", 0, None, time.monotonic())
+    finally:
+        done.set()
+        writer.join()
+        sys.setswitchinterval(interval)
+    text = screen.getvalue()
+    assert text.count("Pick the cube") >= 150
+    glued = re.findall(r"Pick the cube\[AsyncEpisodeSaver\]", text)
+    assert not glued, f"{len(glued)} messages written onto the status line"

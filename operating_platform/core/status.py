@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
+from rich.file_proxy import FileProxy
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.text import Text
@@ -88,6 +92,73 @@ def render(record: Record, phase: str, index: int, limit_s: float | None, disk: 
     return line
 
 
+class _GatedStdout:
+    """`sys.stdout` once a live display has been shown, so messages never land on its line.
+
+    Messages are written by another thread (the log listener) to whatever `sys.stdout` is.
+    rich redirects it while a display is on, but gives it back a moment before it erases the
+    line when it stops, and lays a message out with the line before waiting for the terminal;
+    either way a message could land on the end of the status line, or bring back an erased one.
+    Every write goes through `lock`, held while a display starts or stops, so it waits until the
+    display is up or gone and then goes where it belongs. It stays installed: a thread that
+    looked up `sys.stdout` just before a display starts must find this, not the bare terminal.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.lock = threading.RLock()
+        self.target = stream
+
+    @classmethod
+    def installed(cls) -> _GatedStdout:
+        if not isinstance(sys.stdout, cls):
+            sys.stdout = cls(sys.stdout)
+        return sys.stdout
+
+    def write(self, text: str) -> int:
+        with self.lock:
+            # The terminal, or rich's redirect, which prints the text above the display.
+            return self.target.write(text)
+
+    def flush(self) -> None:
+        with self.lock:
+            self.target.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def _on_screen(live: Live) -> Iterator[None]:
+    """Show `live` with messages from other threads kept off its line, also as it starts and stops."""
+    gate = _GatedStdout.installed()
+    console = live.console
+    # The gate's lock first (a message being printed holds it while rich takes its own), then
+    # rich's in the order its refresh thread takes them: no deadlock with a refresh or a print.
+    locks = (gate.lock, live._lock, console._lock)
+    saved_file = console._file
+    console.file = gate.stream  # the display itself writes to the terminal, never through the gate
+    try:
+        with contextlib.ExitStack() as held:
+            for lock in locks:
+                held.enter_context(lock)
+            live.start(refresh=False)
+            # rich's own redirect is off: writers must find the gate, never the redirect itself,
+            # or a message rich had laid out with the status line could be written after the
+            # line was erased, bringing it back.
+            gate.target = FileProxy(console, gate.stream)
+        try:
+            yield
+        finally:
+            with contextlib.ExitStack() as held:
+                for lock in locks:
+                    held.enter_context(lock)
+                gate.target = gate.stream
+                live.stop()
+    finally:
+        console.file = saved_file
+
+
 class StatusLine:
     """Keeps the status line at the bottom of the terminal while messages scroll above it."""
 
@@ -95,7 +166,11 @@ class StatusLine:
         self.record = record
         self.console = console or Console(highlight=False)
         self._live = Live(
-            console=self.console, refresh_per_second=REFRESH_HZ, transient=True, redirect_stderr=False
+            console=self.console,
+            refresh_per_second=REFRESH_HZ,
+            transient=True,
+            redirect_stdout=False,  # done by `_on_screen`, without rich's gaps
+            redirect_stderr=False,
         )
         self._disk = (0, 0.0)
         self._cost = VideoCost()
@@ -103,11 +178,12 @@ class StatusLine:
         self._rendered = -1.0
 
     def __enter__(self) -> StatusLine:
-        self._live.__enter__()
+        self._shown = _on_screen(self._live)
+        self._shown.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._live.__exit__(*exc)
+        self._shown.__exit__(None, None, None)
 
     def update(self, phase: str, index: int, limit_s: float | None, now: float) -> None:
         # The session polls far more often than the screen is redrawn; building the line more
@@ -132,15 +208,18 @@ class SaveProgressBars:
             TextColumn("{task.completed}/{task.total} frames encoded"),
             console=console or Console(highlight=False),
             transient=True,
+            redirect_stdout=False,  # done by `_on_screen`, without rich's gaps
+            redirect_stderr=False,
         )
         self._tasks: dict[int, TaskID] = {}
 
     def __enter__(self) -> SaveProgressBars:
-        self.progress.start()
+        self._shown = _on_screen(self.progress.live)
+        self._shown.__enter__()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.progress.stop()
+        self._shown.__exit__(None, None, None)
 
     def __call__(self, status: SaverStatus) -> None:
         for episode in status.episodes:

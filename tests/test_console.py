@@ -253,3 +253,61 @@ def test_esc_clears_the_status_line_before_the_next_message(terminal, tmp_path: 
     assert not re.search(r"REC ep \d+ ", before_exit), screen
     assert "Queued episode 0" in screen
     assert_valid(root, episodes=1)
+
+
+def _wait_for_match(term: Terminal, pattern: str, timeout: float = 60) -> re.Match:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = re.search(pattern, term.screen())
+        if match:
+            return match
+        time.sleep(0.1)
+    raise AssertionError(f"{pattern!r} never appeared:\n{term.screen()}")
+
+
+def test_reset_phase_shows_its_timer(terminal, tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    term = terminal(
+        *FAST,
+        "--record.repo_id=lab/keys",
+        f"--record.root={root}",
+        "--record.num_episodes=2",
+        "--record.episode_time_s=0.5",
+        "--record.reset_time_s=60",
+    )
+    term.wait_for("Reset the scene")
+    # The status line counts the reset's seconds against its length, as it does an episode's.
+    _wait_for_match(term, r"RESET ep 1 +([1-9]\d*\.\d)/60 s", timeout=20)
+    term.send("e")
+    screen = term.wait_for("DONE")
+    assert _exit_code(screen) == 0, screen
+    assert_valid(root, episodes=1)
+
+
+def test_task_text_is_visible_while_typed(terminal, tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    term = terminal(
+        *FAST,
+        "--record.repo_id=lab/keys",
+        f"--record.root={root}",
+        "--record.num_episodes=2",
+        "--record.episode_time_s=0.5",
+        "--record.reset_time_s=0",
+    )
+    term.wait_for("Reset the scene")
+    term.send("t")
+    term.wait_for("New task for the next episodes:")
+    term.send("-l", "Stack the")
+    term.wait_for("New task for the next episodes: Stack the")
+    time.sleep(1.5)  # several redraws of the status line later, still there
+    assert "New task for the next episodes: Stack the" in term.screen(), term.screen()
+    term.send("-l", " blocks")
+    term.wait_for("New task for the next episodes: Stack the blocks")
+    term.send("Enter")
+    term.wait_for("Task: Stack the blocks")
+    term.send("p")
+    screen = term.wait_for("DONE")
+    assert _exit_code(screen) == 0, screen
+    tasks = [json.loads(line)["task"] for line in (root / "meta/tasks.jsonl").read_text().splitlines()]
+    assert tasks == ["Pick the cube", "Stack the blocks"]
+    assert _sane(screen)

@@ -94,9 +94,9 @@ class Session:
             key = self.preview.poll_key()
         return key
 
-    def _show(self, phase: str, index: int, limit: float | None) -> None:
+    def _show(self, phase: str, index: int, limit: float | None, elapsed: float | None = None) -> None:
         if self.status is not None:
-            self.status.update(phase, index, limit, time.monotonic())
+            self.status.update(phase, index, limit, time.monotonic(), elapsed)
 
     def _record_episode(self) -> str:
         record, cfg = self.record, self.cfg
@@ -153,20 +153,28 @@ class Session:
         elif self.record.error is None:
             log.info(f"Nothing captured in episode {index}; nothing saved.")
 
+    def _ask(self, prompt: str) -> str:
+        assert self.keys is not None
+        if self.status is None:
+            return self.keys.read_line(prompt)
+        with self.status.hidden():
+            return self.keys.read_line(prompt)
+
     def _reset_phase(self) -> str:
         seconds = self.cfg.reset_time_s
         if seconds <= 0 and self.keys is None and self.preview is None:
             return NEXT
-        deadline = time.monotonic() + seconds if seconds > 0 else None
+        started = time.monotonic()
+        deadline = started + seconds if seconds > 0 else None
         hint = " (p: next, t: change task, e: exit)" if self.keys is not None else ""
         log.info(f"Reset the scene ({f'{seconds:g} s' if deadline else 'press p when ready'}){hint}")
         while deadline is None or time.monotonic() < deadline:
             if self.interrupts.requested.is_set():
                 return EXIT
             key = self._wait_key(0.05)
-            self._show("RESET", self.record.next_episode_index, None)
+            self._show("RESET", self.record.next_episode_index, seconds or None, time.monotonic() - started)
             if key == "t" and self.keys is not None:
-                task = self.keys.read_line("New task for the next episodes: ")
+                task = self._ask("New task for the next episodes: ")
                 if task:
                     self.record.task = task
                     log.info(f"Task: {task}")

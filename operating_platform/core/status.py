@@ -70,9 +70,17 @@ def minutes_left(record: Record, free: int, cost: VideoCost | None = None) -> fl
     return free / max(per_frame * record.fps * 60, 1.0)
 
 
-def render(record: Record, phase: str, index: int, limit_s: float | None, disk: tuple[int, float]) -> Text:
+def render(
+    record: Record,
+    phase: str,
+    index: int,
+    limit_s: float | None,
+    disk: tuple[int, float],
+    elapsed_s: float | None = None,
+) -> Text:
+    """The status line; `elapsed_s` is the phase's time (default: the episode's recorded time)."""
     stats = record.stats
-    elapsed = record.episode_frames / record.fps
+    elapsed = record.episode_frames / record.fps if elapsed_s is None else elapsed_s
     limit = f"/{limit_s:g}" if limit_s else ""
     fps = stats.achieved_fps()
     line = Text()
@@ -108,6 +116,8 @@ class _GatedStdout:
         self.stream = stream
         self.lock = threading.RLock()
         self.target = stream
+        self._held: list[str] | None = None
+        self._holder = 0
 
     @classmethod
     def installed(cls) -> _GatedStdout:
@@ -117,8 +127,22 @@ class _GatedStdout:
 
     def write(self, text: str) -> int:
         with self.lock:
+            if self._held is not None and threading.get_ident() != self._holder:
+                self._held.append(text)
+                return len(text)
             # The terminal, or rich's redirect, which prints the text above the display.
             return self.target.write(text)
+
+    def hold(self) -> None:
+        """Keep other threads' writes until `release()`; the calling thread's go through."""
+        with self.lock:
+            self._held, self._holder = [], threading.get_ident()
+
+    def release(self) -> None:
+        with self.lock:
+            held, self._held = self._held or [], None
+            for text in held:
+                self.target.write(text)
 
     def flush(self) -> None:
         with self.lock:
@@ -185,7 +209,26 @@ class StatusLine:
     def __exit__(self, *exc: object) -> None:
         self._shown.__exit__(None, None, None)
 
-    def update(self, phase: str, index: int, limit_s: float | None, now: float) -> None:
+    @contextlib.contextmanager
+    def hidden(self) -> Iterator[None]:
+        """Take the line off screen while the operator types, holding other threads' messages.
+
+        The live display would redraw over the text being typed, and a message printed then
+        would split it; held messages are printed once the line is entered.
+        """
+        gate = _GatedStdout.installed()
+        self.__exit__(None, None, None)
+        gate.hold()
+        try:
+            yield
+        finally:
+            gate.release()
+            self.__enter__()
+            self._rendered = -1.0  # redraw at the next update, not a quarter second later
+
+    def update(
+        self, phase: str, index: int, limit_s: float | None, now: float, elapsed_s: float | None = None
+    ) -> None:
         # The session polls far more often than the screen is redrawn; building the line more
         # often than that would only take the GIL from the capture thread.
         if now - self._rendered < 1 / REFRESH_HZ:
@@ -195,7 +238,7 @@ class StatusLine:
             free = free_bytes(self.record.dataset.root)
             self._disk = (free, minutes_left(self.record, free, self._cost))
             self._disk_checked = now
-        self._live.update(render(self.record, phase, index, limit_s, self._disk))
+        self._live.update(render(self.record, phase, index, limit_s, self._disk, elapsed_s))
 
 
 class SaveProgressBars:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from operating_platform.core.configs import parse_config
 from operating_platform.core.record_config import ConfigError, RecordConfig
-from tests.conftest import error_lines, run_record
+from tests.conftest import assert_valid, error_lines, run_record
 
 GOOD = ["--record.repo_id=lab/demo", "--record.single_task=Pick the cube"]
 # A session that ends quickly even if the check under test lets it start.
@@ -246,3 +247,27 @@ def test_help_lists_each_flag_once_with_its_text_and_default() -> None:
         assert needed in text, needed
     for key in ("n or →", "d or ←", "space", "t "):
         assert key in text, key
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "session.yaml"
+
+
+def test_example_yaml_file_records_a_session(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    proc = run_record(
+        f"--config_path={EXAMPLE}",
+        f"--record.root={root}",
+        "--record.num_episodes=1",
+        "--record.episode_time_s=0.5",
+        "--robot.camera_width=160",
+        "--robot.camera_height=120",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_valid(root, episodes=1)
+    cfg = parse_config([f"--config_path={EXAMPLE}"])
+    tasks = [json.loads(line)["task"] for line in (root / "meta/tasks.jsonl").read_text().splitlines()]
+    assert tasks == [cfg.record.single_task]
+    info = json.loads((root / "meta/info.json").read_text())
+    assert info["fps"] == cfg.record.fps and cfg.robot.type == "sim"
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "--config_path=examples/session.yaml" in readme

@@ -1,6 +1,6 @@
 """The operator's program: parse the flags, connect the robot, record a session.
 
-    python -m operating_platform.core.main --robot.type=sim --record.repo_id=demo \
+    python -m operating_platform.core.main --robot.type=sim --record.repo_id=lab/demo \
         --record.single_task="Pick the cube" --record.num_episodes=3 --record.episode_time_s=5
 """
 

@@ -8,7 +8,8 @@
 Each scenario runs in a fresh process on the simulated robot at 640x480 and 30 fps, with no
 reset time, so the saver works while the next episode is captured. It reports:
 - save(): how long the call blocked the operator (p50 / p99 / max over every episode);
-- tick lateness: how late each capture tick started (p50 / p99 / max over every tick);
+- tick lateness: how late each capture tick started (p50 / p99 / max over every tick), and the
+  ticks skipped because capture fell a whole tick behind;
 - drain: from the last save() to every episode committed;
 - peak RSS of the recorder and of its encoder process (sampled every 0.1 s), and the peak
   size of the episode journals on disk.
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from operating_platform.core.record import Record, RecordConfig
+from operating_platform.core.record import CaptureStats, Record, RecordConfig
 from operating_platform.robots import SimRobotConfig, make_robot
 
 
@@ -89,12 +90,12 @@ def run_scenario(mode: str, cameras: int, episode_s: float, episodes: int, **vid
         robot.connect()
         sampler = Sampler(record)
         sampler.start()
-        saves, lateness = [], []
+        saves, capture = [], CaptureStats(30)
         for _ in range(episodes):
             record.start(max_frames=round(episode_s * 30))
             while record.capturing:
                 time.sleep(0.05)
-            lateness.extend(record.stats.lateness_s)
+            capture.merge(record.stats)
             started = time.perf_counter()
             record.save()
             saves.append(time.perf_counter() - started)
@@ -105,7 +106,8 @@ def run_scenario(mode: str, cameras: int, episode_s: float, episodes: int, **vid
         sampler.join()
         robot.disconnect()
         committed = record.dataset.meta.total_episodes
-    saves_ms, late_ms = np.array(saves) * 1e3, np.array(lateness) * 1e3
+    saves_ms = np.array(saves) * 1e3
+    late_ms = [capture.lateness_percentile(q) * 1e3 for q in (50, 99)] + [capture.max_lateness_s * 1e3]
     return {
         "mode": mode,
         "cameras": cameras,
@@ -113,8 +115,9 @@ def run_scenario(mode: str, cameras: int, episode_s: float, episodes: int, **vid
         "episodes": episodes,
         "committed": committed,
         "save_ms": [float(np.percentile(saves_ms, q)) for q in (50, 99)] + [float(saves_ms.max())],
-        "late_ms": [float(np.percentile(late_ms, q)) for q in (50, 99)] + [float(late_ms.max())],
-        "ticks": len(late_ms),
+        "late_ms": late_ms,
+        "ticks": capture.ticks,
+        "skipped_ticks": capture.missed_ticks,
         "drain_s": drain,
         **sampler.peak,
     }
@@ -139,7 +142,8 @@ def _fmt(r: dict) -> str:
     return (
         f"{r['mode']:5s} {r['cameras']} cam {r['episode_s']:4g} s x{r['episodes']:<2d} | "
         f"save {s[0]:8.1f} {s[1]:8.1f} {s[2]:8.1f} ms | late {late[0]:5.2f} {late[1]:6.2f} {late[2]:7.2f} ms "
-        f"({r['ticks']} ticks) | drain {r['drain_s']:6.2f} s | RSS {r['recorder_rss_mb']:5.0f} + "
+        f"({r['ticks']} ticks, {r['skipped_ticks']} skipped) | drain {r['drain_s']:6.2f} s | "
+        f"RSS {r['recorder_rss_mb']:5.0f} + "
         f"{r['encoder_rss_mb']:4.0f} MB | journal {r['journal_mb']:6.0f} MB | {r['committed']} saved"
     )
 
@@ -163,7 +167,7 @@ def main() -> None:
         video = {"vcodec": args.vcodec, "preset": args.preset, "crf": args.crf}
         print(json.dumps(run_scenario(args.mode, args.cameras, args.episode_s, args.episodes, **video)))
         return
-    print("mode  setup              | save() p50 p99 max       | tick lateness p50 p99 max | ...")
+    print("mode  setup              | save() p50 p99 max       | tick lateness p50 p99 max (skipped) | ...")
     chosen = QUICK if args.quick else FULL
     if args.scenarios:
         chosen = [(m, int(c), float(s), int(e)) for m, c, s, e in (x.split(":") for x in args.scenarios)]

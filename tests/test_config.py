@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from operating_platform.core.configs import parse_config
 from operating_platform.core.record_config import ConfigError, RecordConfig
-from tests.conftest import run_record
+from tests.conftest import assert_valid, error_lines, run_record
 
 GOOD = ["--record.repo_id=lab/demo", "--record.single_task=Pick the cube"]
+# A session that ends quickly even if the check under test lets it start.
+SHORT = ["--record.num_episodes=1", "--record.episode_time_s=0.3", "--record.reset_time_s=0"]
 
 
 @pytest.mark.parametrize(
@@ -124,3 +131,143 @@ def test_preview_without_opencv_or_display_is_explained(monkeypatch: pytest.Monk
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(ConfigError, match=r"needs a display"):
         parse_config([*GOOD, "--record.display=opencv"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--record.preset=bogus"], "--record.preset=bogus"),
+        (["--record.vcodec=libsvtav1", "--record.preset=99"], "--record.preset=99"),
+        (["--record.vcodec=libsvtav1", "--record.preset=bogus"], "--record.preset=bogus"),
+        (["--record.vcodec=mpeg4", "--record.preset=slow"], "--record.preset=slow"),
+    ],
+)
+def test_encoder_refusing_a_setting_stops_before_recording(
+    tmp_path: Path, flags: list[str], named: str
+) -> None:
+    root = tmp_path / "ds"
+    proc = run_record(*GOOD, *flags, f"--record.root={root}", *SHORT)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"error: {named}: "), proc.stderr
+    assert "refuses" in lines[0] or "ignores" in lines[0], lines[0]
+    assert not root.exists()
+
+
+def test_encoder_settings_it_accepts_pass() -> None:
+    for flags in (
+        [],
+        ["--record.vcodec=libsvtav1", "--record.preset=12", "--record.crf=30"],
+        ["--record.vcodec=mpeg4"],  # the default preset and crf mean nothing to it: not the operator's
+        ["--record.preset=veryslow", "--record.video=false"],
+    ):
+        parse_config([*GOOD, *flags])
+
+
+def test_dataset_folder_that_is_a_file_names_the_flag(tmp_path: Path) -> None:
+    notes = tmp_path / "demo.txt"
+    notes.write_text("notes")
+    for root, says in (
+        (notes, f"--record.root={notes} is a file, not a folder"),
+        (notes / "sub", f"--record.root={notes}/sub: {notes} is a file, not a folder"),
+    ):
+        proc = run_record(*GOOD, f"--record.root={root}", *SHORT)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        lines = error_lines(proc.stderr)
+        assert len(lines) == 1 and lines[0] == f"error: {says} (see --help)", proc.stderr
+    assert (tmp_path / "demo.txt").read_text() == "notes"
+
+
+@pytest.mark.parametrize("root", ["/proc/dorobot_ds", "/sys/dorobot_ds", "/proc/self/dorobot_ds"])
+def test_dataset_folder_on_a_system_file_system_is_refused(root: str) -> None:
+    proc = run_record(*GOOD, f"--record.root={root}", *SHORT)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"error: --record.root={root} cannot hold a dataset: ")
+    assert "not storage" in lines[0] and "No such file" not in lines[0], lines[0]
+
+
+def test_dataset_folder_in_a_folder_that_cannot_be_written(small_disk: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    root = small_disk / "new" / "ds"
+    proc = run_record(*GOOD, f"--record.root={root}", *SHORT)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: --record.root={root} cannot hold a dataset: "), lines[0]
+    assert "Read-only file system" in lines[0] and str(small_disk) in lines[0]
+
+
+@pytest.mark.parametrize("repo_id", ["demo", "lab/", "/demo", "a/b/c"])
+def test_repo_id_must_be_user_slash_name(repo_id: str) -> None:
+    with pytest.raises(ConfigError, match=r"--record\.repo_id=.* must look like 'user/name'"):
+        parse_config(["--record.single_task=x", f"--record.repo_id={repo_id}"])
+
+
+def _help_entries(text: str) -> dict[str, str]:
+    """Option name -> its help text, from argparse's option listing."""
+    entries: dict[str, str] = {}
+    current = None
+    for line in text.split("\n\n", 1)[1].splitlines():
+        match = re.match(r"^  (--[\w.]+)(?: [\w\[\]{},]+)?(?:\s{2,}(.*))?$", line)
+        if match:
+            current = match.group(1)
+            if current in entries:
+                entries[current + "#dup"] = ""
+            entries[current] = match.group(2) or ""
+        elif current and line.startswith("    ") and line.strip():
+            entries[current] += " " + line.strip()
+        else:
+            current = None
+    return entries
+
+
+def test_help_lists_each_flag_once_with_its_text_and_default() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "operating_platform.core.main", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    entries = _help_entries(text)
+    assert not [name for name in entries if name.endswith("#dup")], text
+    assert "--record" not in entries and "--robot" not in entries, text
+    assert "[--record str]" not in text and "[--robot str]" not in text
+    assert "(default: sim)" in entries["--robot.type"], entries["--robot.type"]
+    assert "(default: )" not in text and "(default: None)" not in text, text
+    for flag in ("--record.repo_id", "--record.single_task", "--record.root", "--config_path"):
+        assert entries[flag].strip(), flag
+    for name in ("--robot.camera_width", "--robot.camera_height", "--robot.num_cameras", "--robot.seed"):
+        assert len(entries[name].split()) > 3, (name, entries[name])
+    fields = [f.name for f in dataclasses.fields(RecordConfig)]
+    assert sorted(n for n in entries if n.startswith("--record.")) == sorted(f"--record.{f}" for f in fields)
+    for needed in ("DOROBOT_PLUGINS", "dorobot recover", "--config_path", "examples/session.yaml"):
+        assert needed in text, needed
+    for key in ("n or →", "d or ←", "space", "t "):
+        assert key in text, key
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "session.yaml"
+
+
+def test_example_yaml_file_records_a_session(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    proc = run_record(
+        f"--config_path={EXAMPLE}",
+        f"--record.root={root}",
+        "--record.num_episodes=1",
+        "--record.episode_time_s=0.5",
+        "--robot.camera_width=160",
+        "--robot.camera_height=120",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_valid(root, episodes=1)
+    cfg = parse_config([f"--config_path={EXAMPLE}"])
+    tasks = [json.loads(line)["task"] for line in (root / "meta/tasks.jsonl").read_text().splitlines()]
+    assert tasks == [cfg.record.single_task]
+    info = json.loads((root / "meta/info.json").read_text())
+    assert info["fps"] == cfg.record.fps and cfg.robot.type == "sim"
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "--config_path=examples/session.yaml" in readme

@@ -4,6 +4,7 @@ terminal left sane on every way out."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -223,4 +224,90 @@ def test_exit_shows_a_progress_bar_per_pending_save(terminal, tmp_path: Path) ->
     screen = term.wait_for("DONE", timeout=120)
     assert _exit_code(screen) == 0, screen
     assert_valid(root, episodes=2)
+    assert _sane(screen)
+
+
+def _glued(screen: str) -> list[str]:
+    """Lines where a message was written onto the status line instead of below it."""
+    status = re.compile(r"(REC|PAUSED|RESET) ep \d+ .*\| disk ")
+    return [line for line in screen.splitlines() if status.search(line) and "[" in line.split("| disk ")[1]]
+
+
+def test_esc_clears_the_status_line_before_the_next_message(terminal, tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    term = terminal(
+        *FAST,
+        "--record.repo_id=lab/keys",
+        f"--record.root={root}",
+        "--record.num_episodes=10",
+        "--record.episode_time_s=0",
+    )
+    term.wait_for("REC ep 0")
+    time.sleep(0.5)
+    term.send("Escape")
+    screen = term.wait_for("DONE")
+    assert _exit_code(screen) == 0, screen
+    before_exit = screen.split("EXIT=", 1)[0]
+    assert not _glued(before_exit), screen
+    # The status line is gone once the session ends: no stale copy left among the messages.
+    assert not re.search(r"REC ep \d+ ", before_exit), screen
+    assert "Queued episode 0" in screen
+    assert_valid(root, episodes=1)
+
+
+def _wait_for_match(term: Terminal, pattern: str, timeout: float = 60) -> re.Match:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = re.search(pattern, term.screen())
+        if match:
+            return match
+        time.sleep(0.1)
+    raise AssertionError(f"{pattern!r} never appeared:\n{term.screen()}")
+
+
+def test_reset_phase_shows_its_timer(terminal, tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    term = terminal(
+        *FAST,
+        "--record.repo_id=lab/keys",
+        f"--record.root={root}",
+        "--record.num_episodes=2",
+        "--record.episode_time_s=0.5",
+        "--record.reset_time_s=60",
+    )
+    term.wait_for("Reset the scene")
+    # The status line counts the reset's seconds against its length, as it does an episode's.
+    _wait_for_match(term, r"RESET ep 1 +([1-9]\d*\.\d)/60 s", timeout=20)
+    term.send("e")
+    screen = term.wait_for("DONE")
+    assert _exit_code(screen) == 0, screen
+    assert_valid(root, episodes=1)
+
+
+def test_task_text_is_visible_while_typed(terminal, tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    term = terminal(
+        *FAST,
+        "--record.repo_id=lab/keys",
+        f"--record.root={root}",
+        "--record.num_episodes=2",
+        "--record.episode_time_s=0.5",
+        "--record.reset_time_s=0",
+    )
+    term.wait_for("Reset the scene")
+    term.send("t")
+    term.wait_for("New task for the next episodes:")
+    term.send("-l", "Stack the")
+    term.wait_for("New task for the next episodes: Stack the")
+    time.sleep(1.5)  # several redraws of the status line later, still there
+    assert "New task for the next episodes: Stack the" in term.screen(), term.screen()
+    term.send("-l", " blocks")
+    term.wait_for("New task for the next episodes: Stack the blocks")
+    term.send("Enter")
+    term.wait_for("Task: Stack the blocks")
+    term.send("p")
+    screen = term.wait_for("DONE")
+    assert _exit_code(screen) == 0, screen
+    tasks = [json.loads(line)["task"] for line in (root / "meta/tasks.jsonl").read_text().splitlines()]
+    assert tasks == ["Pick the cube", "Stack the blocks"]
     assert _sane(screen)

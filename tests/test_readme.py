@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_valid, run_record
+from tests.conftest import assert_valid
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -22,21 +22,36 @@ def _python_block(first_line: str) -> str:
     raise AssertionError(f"no python block starting with {first_line!r} in the README")
 
 
+def _bash_block(first_word: str) -> str:
+    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
+        if block.startswith(first_word):
+            return block.strip()
+    raise AssertionError(f"no bash block starting with {first_word!r} in the README")
+
+
 def test_own_robot_example_records(tmp_path: Path) -> None:
-    (tmp_path / "my_arm.py").write_text(_python_block("# my_arm.py"))
-    root = tmp_path / "ds"
-    proc = run_record(
-        "--robot.type=my_arm",
-        "--robot.port=/dev/null",
-        "--record.repo_id=lab/pick",
-        "--record.single_task=Pick",
-        f"--record.root={root}",
-        "--record.num_episodes=1",
-        "--record.episode_time_s=0.5",
-        env={"DOROBOT_PLUGINS": "my_arm", "PYTHONPATH": str(tmp_path)},
+    # As a reader would: my_arm.py in the folder they are in, the command typed as shown, the
+    # installed `dorobot` on PATH, nothing on PYTHONPATH.
+    work = tmp_path / "lab"
+    work.mkdir()
+    (work / "my_arm.py").write_text(_python_block("# my_arm.py"))
+    command = _bash_block("DOROBOT_PLUGINS=my_arm dorobot record")
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DOROBOT_PLUGINS")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DOROBOT_HOME"] = str(home)
+    proc = subprocess.run(
+        ["bash", "-c", command],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
-    assert proc.returncode == 0, proc.stderr
-    assert_valid(root, episodes=1)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    root = home / "dataset" / "lab" / "pick"
+    assert_valid(root)
     assert "observation.images.front" in (root / "meta/info.json").read_text()
 
 

@@ -6,8 +6,10 @@ after it override the file). Everything is checked here, before any hardware is 
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -29,12 +31,70 @@ class ControlPipelineConfig:
 
 
 def import_plugins() -> None:
-    """Import the modules named in $DOROBOT_PLUGINS, so their robot types can be chosen."""
-    for name in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+    """Import the modules named in $DOROBOT_PLUGINS, so their robot types can be chosen.
+
+    They are looked for in the current folder first, as `python -m` would: the `dorobot`
+    console script otherwise only sees installed packages.
+    """
+    names = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+    cwd = os.getcwd()
+    if names and not {"", cwd} & set(sys.path):
+        sys.path.insert(0, cwd)
+    for name in names:
         try:
             importlib.import_module(name)
         except ImportError as exc:
             raise ConfigError(f"{PLUGINS_ENV}: cannot import {name!r} ({exc})") from None
+
+
+DESCRIPTION = "Record demonstrations from a robot into a LeRobot v2.1 dataset."
+EPILOG = f"""\
+A YAML file holds the same settings, in robot: and record: sections; flags given after it
+override it:  --config_path=examples/session.yaml --record.num_episodes=5
+
+Your own robot: {PLUGINS_ENV}=my_arm (module names, comma-separated, looked for in the
+current folder first) adds the --robot.type names those modules register.
+
+Keys, on a terminal (without one, the session runs on its timers):
+  recording   n or →  save, then reset      d or ←  discard, then reset
+              e or Esc  save and exit       space  pause / resume
+  reset       p, → or Enter  next episode   t  change the task   e or Esc  exit
+
+After a crash, kill or full disk nothing captured is lost:
+  dorobot recover ROOT   finishes the saves an interrupted session left
+  dorobot verify ROOT    checks a dataset folder against the format
+"""
+# Help texts for what draccus describes from its own point of view.
+HELP = {
+    "--config_path": "a YAML file with robot: and record: sections, e.g. examples/session.yaml",
+    "--robot.type": "the robot: {choices}; sim is a simulated SO-101 arm, more come from " + PLUGINS_ENV,
+}
+NO_DEFAULT = {"--config_path", "--record.repo_id", "--record.single_task", "--record.root"}
+
+
+def _tidy_help(parser: argparse.ArgumentParser) -> None:
+    """Make `--help` list each flag once, with its real default and a text for each."""
+    choices = RobotConfig.get_known_choices()
+    # Actions draccus replaced are gone from `_actions` but still listed by their group.
+    actions = {id(a): a for g in parser._action_groups for a in g._group_actions}
+    actions.update({id(a): a for a in parser._actions})
+    for action in actions.values():
+        name = action.option_strings[0] if action.option_strings else ""
+        if name in ("--robot", "--record"):
+            # "Config file for ..." entries: they still work, but only confuse the listing.
+            action.help = argparse.SUPPRESS
+        elif name in HELP:
+            action.help = HELP[name].format(choices=", ".join(choices))
+        if name == "--robot.type":
+            action.default = RobotConfig.default_choice_name()
+        elif name in NO_DEFAULT or action.default is None:
+            action.default = argparse.SUPPRESS
+    titles = {f"{cls.__qualname__} ['robot']": f"--robot.type={n}" for n, cls in choices.items()}
+    titles.update({"RobotConfig ['robot']": "robot", "RecordConfig ['record']": "record"})
+    for group in parser._action_groups:
+        group.title = titles.get(group.title or "", group.title)
+    parser.description = DESCRIPTION
+    parser.epilog = EPILOG
 
 
 def _raise_config_error(message: str) -> None:
@@ -47,6 +107,7 @@ def parse_config(args: Sequence[str] | None = None, prog: str = "dorobot record"
     parser = ArgumentParser(ControlPipelineConfig, prog=prog)
     # argparse prints the whole usage on a bad flag; the operator needs the one line that matters.
     parser.parser.error = _raise_config_error  # type: ignore[method-assign]
+    _tidy_help(parser.parser)
     try:
         cfg = parser.parse_args(list(args) if args is not None else None)
     except ConfigError:

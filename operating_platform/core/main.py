@@ -1,6 +1,6 @@
 """The operator's program: parse the flags, connect the robot, record a session.
 
-    python -m operating_platform.core.main --robot.type=sim --record.repo_id=demo \
+    python -m operating_platform.core.main --robot.type=sim --record.repo_id=lab/demo \
         --record.single_task="Pick the cube" --record.num_episodes=3 --record.episode_time_s=5
 """
 
@@ -42,6 +42,7 @@ def record_session(cfg: ControlPipelineConfig) -> int:
     if not interactive and not rc.episode_time_s:
         _error("--record.episode_time_s=0 (end episodes by key) needs a terminal; give episodes a length")
         return EXIT_USAGE
+    rc.check_root_writable()
     with console_logging():
         robot = make_robot(cfg.robot)
         # Connected before the dataset exists: a robot that cannot be reached must not leave a

@@ -6,12 +6,19 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from operating_platform.dataset.video import VideoSettings, check_encoder
+from operating_platform.dataset.video import EncoderRefused, VideoSettings, check_encoder, probe_encoder
 
-REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+# `user/name`, as the Hugging Face hub names datasets and LeRobot's loader expects them.
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# File systems that show the kernel's state rather than store files: nothing can be recorded there.
+PSEUDO_FILE_SYSTEMS = {
+    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs",
+    "securityfs", "pstore", "bpf", "configfs", "fusectl", "mqueue", "hugetlbfs", "binfmt_misc",
+}  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -75,13 +82,14 @@ class RecordConfig:
             raise ConfigError("--record.repo_id is required, e.g. --record.repo_id=my_lab/pick_cube")
         if ".." in self.repo_id.split("/") or not REPO_ID_RE.match(self.repo_id):
             raise ConfigError(
-                f"--record.repo_id={self.repo_id!r} must look like 'name' or 'user/name' "
+                f"--record.repo_id={self.repo_id} must look like 'user/name', e.g. my_lab/pick_cube "
                 "(letters, digits, '_', '-', '.'; no '..')"
             )
         if not self.single_task.strip():
             raise ConfigError('--record.single_task is required, e.g. --record.single_task="Pick the cube"')
         if self.root is not None and (not self.root.strip() or ".." in PurePath(self.root).parts):
             raise ConfigError(f"--record.root={self.root!r} must be a folder path without '..'")
+        self._check_root()
         _at_least("fps", self.fps, 1, upper=1000)
         _at_least("num_episodes", self.num_episodes, 1)
         _at_least("episode_time_s", self.episode_time_s, 0)
@@ -96,6 +104,63 @@ class RecordConfig:
             check_encoder(self.vcodec)
         except ValueError as exc:
             raise ConfigError(f"--record.vcodec: {exc}") from None
+        if self.video:
+            self._check_encoder_settings()
+
+    def _check_encoder_settings(self) -> None:
+        # Every episode would otherwise fail to encode, be retried and set aside.
+        settings = self.video_settings
+        try:
+            ignored = probe_encoder(settings)
+        except EncoderRefused as exc:
+            flag = f"--record.{exc.option}={getattr(self, exc.option)}" if exc.option else self._video_flags()
+            raise ConfigError(f"{flag}: {self.vcodec} refuses it ({exc.reason})") from None
+        # A default the encoder has no use for is harmless; a value the operator chose is not.
+        defaults = RecordConfig()
+        for option in sorted(ignored):
+            value = getattr(self, option)
+            if value != getattr(defaults, option):
+                raise ConfigError(f"--record.{option}={value}: {self.vcodec} ignores it (it has no {option})")
+
+    def _video_flags(self) -> str:
+        flags = {"vcodec": self.vcodec, "crf": self.crf, "g": self.g, "preset": self.preset}
+        return " ".join(f"--record.{name}={value}" for name, value in flags.items())
+
+    def _root_flag(self) -> str:
+        return f"--record.root={self.root if self.root is not None else self.dataset_root}"
+
+    def _check_root(self) -> None:
+        """Refuse a dataset folder that is a file, or lies where no file can be stored."""
+        root = self.dataset_root
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"{self._root_flag()} is a file, not a folder")
+        place = _nearest_existing(root)
+        if not place.is_dir():
+            raise ConfigError(f"{self._root_flag()}: {place} is a file, not a folder")
+        mount, fstype = _mount_of(place)
+        if fstype in PSEUDO_FILE_SYSTEMS:
+            raise ConfigError(
+                f"{self._root_flag()} cannot hold a dataset: {mount} is the kernel's {fstype} file "
+                "system (system information, not storage); choose a folder on a disk"
+            )
+
+    def check_root_writable(self) -> None:
+        """Refuse a new dataset folder that cannot be created, naming the flag and why.
+
+        It creates and removes an empty folder where the dataset would go, so it runs when the
+        session starts, not while the flags are checked.
+        """
+        root = self.dataset_root
+        if root.exists():
+            return  # an existing dataset: opening it says what is wrong with it
+        place = _nearest_existing(root)
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".dorobot-check-", dir=place))
+        except OSError as exc:
+            raise ConfigError(
+                f"{self._root_flag()} cannot hold a dataset: cannot create a folder in {place} "
+                f"({exc.strerror or exc})"
+            ) from None
 
     def _check_display(self) -> None:
         if self.display == "none":
@@ -121,6 +186,32 @@ class RecordConfig:
     @property
     def video_settings(self) -> VideoSettings:
         return VideoSettings(vcodec=self.vcodec, crf=self.crf, g=self.g, preset=self.preset)
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists() or candidate.is_symlink():
+            return candidate
+    return Path(".")
+
+
+def _mount_of(path: Path) -> tuple[str, str]:
+    """The mount point holding `path` and its file system type ("", "" if unknown)."""
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return "", ""
+    target = str(path.resolve())
+    best = ("", "")
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        mount = fields[1].replace("\\040", " ")
+        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best[0]):
+            best = (mount, fields[2])
+    return best
 
 
 def _positive(name: str, value: float) -> None:

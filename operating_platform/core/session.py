@@ -16,7 +16,7 @@ from pathlib import Path
 from operating_platform.core.interrupts import Interrupts
 from operating_platform.core.keyboard import TerminalKeys
 from operating_platform.core.preview import CameraPreview
-from operating_platform.core.record import Record
+from operating_platform.core.record import CaptureStats, Record
 from operating_platform.core.record_config import RecordConfig
 from operating_platform.core.status import StatusLine
 from operating_platform.dataset.diskspace import DiskFullError, is_disk_full
@@ -47,6 +47,15 @@ def describe_halt(reason: str, root: Path) -> str:
     return (
         f"saving stopped: {reason}; recording stopped. Every episode ended is kept in its journal; "
         f"once the cause is gone, `dorobot recover {root}` finishes saving them"
+    )
+
+
+def describe_capture(index: int, frames: int, stats: CaptureStats) -> str:
+    """The episode's line on how well its capture clock kept time."""
+    p99_ms, max_ms = stats.lateness_percentile(99) * 1e3, stats.max_lateness_s * 1e3
+    return (
+        f"Episode {index} captured: {frames} frames, {stats.late_ticks} late, "
+        f"{stats.missed_ticks} skipped ticks (lateness p99 {p99_ms:.1f} ms, max {max_ms:.1f} ms)"
     )
 
 
@@ -95,9 +104,9 @@ class Session:
             key = self.preview.poll_key()
         return key
 
-    def _show(self, phase: str, index: int, limit: float | None) -> None:
+    def _show(self, phase: str, index: int, limit: float | None, elapsed: float | None = None) -> None:
         if self.status is not None:
-            self.status.update(phase, index, limit, time.monotonic())
+            self.status.update(phase, index, limit, time.monotonic(), elapsed)
 
     def _record_episode(self) -> str:
         record, cfg = self.record, self.cfg
@@ -150,26 +159,35 @@ class Session:
         meta = self.record.save()
         if meta.frames and meta.saved is not False:
             self.saved += 1
+            log.info(describe_capture(meta.episode_index, meta.frames, self.record.stats))
             if not meta.queued:
                 seconds = meta.elapsed_ms / 1e3
                 log.info(f"✓ Saved episode {meta.episode_index} ({meta.frames} frames) in {seconds:.2f}s")
         elif self.record.error is None:
             log.info(f"Nothing captured in episode {index}; nothing saved.")
 
+    def _ask(self, prompt: str) -> str:
+        assert self.keys is not None
+        if self.status is None:
+            return self.keys.read_line(prompt)
+        with self.status.hidden():
+            return self.keys.read_line(prompt)
+
     def _reset_phase(self) -> str:
         seconds = self.cfg.reset_time_s
         if seconds <= 0 and self.keys is None and self.preview is None:
             return NEXT
-        deadline = time.monotonic() + seconds if seconds > 0 else None
+        started = time.monotonic()
+        deadline = started + seconds if seconds > 0 else None
         hint = " (p: next, t: change task, e: exit)" if self.keys is not None else ""
         log.info(f"Reset the scene ({f'{seconds:g} s' if deadline else 'press p when ready'}){hint}")
         while deadline is None or time.monotonic() < deadline:
             if self.interrupts.requested.is_set():
                 return EXIT
             key = self._wait_key(0.05)
-            self._show("RESET", self.record.next_episode_index, None)
+            self._show("RESET", self.record.next_episode_index, seconds or None, time.monotonic() - started)
             if key == "t" and self.keys is not None:
-                task = self.keys.read_line("New task for the next episodes: ")
+                task = self._ask("New task for the next episodes: ")
                 if task:
                     self.record.task = task
                     log.info(f"Task: {task}")

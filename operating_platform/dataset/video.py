@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 os.environ.setdefault("SVT_LOG", "1")
 
 import av
+import av.logging
 
 PIX_FMT = "yuv420p"
 
@@ -46,6 +49,91 @@ def check_encoder(vcodec: str) -> None:
         raise ValueError(f"no video encoder named {vcodec!r} (try libx264 or libsvtav1)") from None
     if codec.type != "video":
         raise ValueError(f"{vcodec!r} is not a video encoder")
+
+
+# The smallest frame every encoder we know of accepts (SVT-AV1 refuses anything under 64x64).
+_PROBE_SIZE = 64
+
+
+class EncoderRefused(ValueError):
+    """The encoder would not open with these settings; `option` names the one at fault, if known."""
+
+    def __init__(self, option: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.option = option
+        self.reason = reason
+
+
+@contextlib.contextmanager
+def _ffmpeg_quiet() -> Iterator[list]:
+    """Collect FFmpeg's log lines, and silence what encoders print on fd 2 themselves (x264 does).
+
+    Only for the check at start-up, before any other thread runs: fd 2 is the whole process's.
+    """
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        with av.logging.Capture() as logged:
+            yield logged
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+        av.logging.set_level(level)
+
+
+def _open_probe(vcodec: str, options: dict[str, str]) -> set[str]:
+    """Open `vcodec` with `options` and encode one tiny frame in memory; the options left unused."""
+    container = av.open(io.BytesIO(), mode="w", format="mp4")
+    with _ffmpeg_quiet() as logged:
+        try:
+            stream = container.add_stream(vcodec, rate=30, options=dict(options))
+            stream.width = stream.height = _PROBE_SIZE
+            stream.pix_fmt = PIX_FMT
+            frame = av.VideoFrame(_PROBE_SIZE, _PROBE_SIZE, PIX_FMT)
+            frame.pts = 0
+            stream.encode(frame)
+            stream.encode(None)
+            return set(stream.codec_context.options) & set(options)
+        except (av.error.FFmpegError, OverflowError, ValueError) as exc:
+            raise EncoderRefused(None, _refusal(exc, logged)) from None
+        finally:
+            with contextlib.suppress(Exception):
+                container.close()
+
+
+def _refusal(exc: Exception, logged: list) -> str:
+    """The encoder's own words for why it refused, as short as they come."""
+    said = [m.strip() for level, _name, m in logged if level <= av.logging.ERROR and m.strip()]
+    if said:
+        return said[0]
+    # FFmpeg drops a message repeating the one before; PyAV keeps the last one in the exception.
+    last = str(exc).partition("last error log: ")[2]
+    if last:
+        return last.partition("] ")[2].strip() or last.strip()
+    return getattr(exc, "strerror", None) or str(exc).split(":")[0]
+
+
+def probe_encoder(settings: VideoSettings) -> set[str]:
+    """Open the encoder with `settings` once, before anything is recorded.
+
+    Raises `EncoderRefused` naming the option the encoder refuses; returns the options it
+    accepted but ignores (an encoder without presets, say).
+    """
+    options = settings.codec_options()
+    try:
+        return _open_probe(settings.vcodec, options)
+    except EncoderRefused as refused:
+        # FFmpeg says only "Invalid argument": find the option at fault by trying each alone.
+        for name, value in options.items():
+            try:
+                _open_probe(settings.vcodec, {name: value})
+            except EncoderRefused as alone:
+                raise EncoderRefused(name, alone.reason) from None
+        raise refused from None
 
 
 class VideoEncoder:

@@ -71,8 +71,9 @@ class SimRobotConfig(RobotConfig):
 
     # Number of cameras, 0..3: image_top, image_wrist, image_side, in that order.
     num_cameras: int = 2
-    # Frame size in pixels; both must be even because the videos are encoded as yuv420p.
+    # Camera frame width in pixels; even, because the videos are encoded as yuv420p.
     camera_width: int = 640
+    # Camera frame height in pixels; even, because the videos are encoded as yuv420p.
     camera_height: int = 480
     # Seeds the trajectory, the scene textures and all noise.
     seed: int = 0

@@ -61,7 +61,9 @@ def test_summaries_of_several_episodes_merge() -> None:
 def test_status_line_shows_skipped_ticks() -> None:
     stats = CaptureStats(30)
     stats.missed_ticks = 14
-    record = SimpleNamespace(stats=stats, episode_frames=30, fps=30, status=lambda: None, task="Pick")
+    record = SimpleNamespace(
+        stats=stats, episode_frames=30, fps=30, status=lambda: None, task="Pick", halted=None
+    )
     line = render(record, "REC", 0, None, (2**30, 10.0)).plain
     assert "0 late, 14 skipped" in line, line
 
@@ -79,9 +81,10 @@ def test_episode_log_line_reports_skipped_ticks(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     found = re.findall(r"Episode (\d) captured: 30 frames, (\d+) late, (\d+) skipped ticks", proc.stdout)
     assert len(found) == 2, proc.stdout
-    (first, late, skipped), (second, _, skipped_after) = found
-    # The half-second read makes the clock skip about 14 ticks; it happens once per session.
-    assert first == "0" and int(skipped) >= 5 and int(late) >= 1, proc.stdout
+    (first, _, skipped), (second, _, skipped_after) = found
+    # The half-second read makes the clock skip about 14 ticks; it happens once per session. (The
+    # tick after the skip may or may not be late, by where the stall ended within a period.)
+    assert first == "0" and int(skipped) >= 5, proc.stdout
     assert second == "1" and int(skipped_after) == 0, proc.stdout
 
 

@@ -8,7 +8,10 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
+from operating_platform.core.record import CaptureStats
+from operating_platform.core.status import render
 from tests.conftest import (
     FAST,
     assert_valid,
@@ -49,6 +52,19 @@ def test_save_returns_at_once_when_saving_has_halted(tmp_path: Path) -> None:
     lengths = episode_lengths(root)
     assert len(lengths) >= 2 and lengths[: len(queued)] == [queued[i] for i in sorted(queued)]
     assert_valid(root)
+
+
+def test_status_line_shows_why_saving_stopped() -> None:
+    record = SimpleNamespace(
+        stats=CaptureStats(30),
+        episode_frames=0,
+        fps=30,
+        status=lambda: None,
+        task="Pick",
+        halted="the disk holding /data/ds is full",
+    )
+    line = render(record, "REC", 3, None, (0, 0.0)).plain
+    assert "SAVING STOPPED: the disk holding /data/ds is full" in line, line
 
 
 def _api(tmp_path: Path, body: str, env: dict[str, str] | None = None) -> list[str]:

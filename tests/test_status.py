@@ -31,6 +31,7 @@ def _record_like(root: Path) -> SimpleNamespace:
         episode_frames=0,
         task="Pick the cube",
         status=lambda: None,
+        halted=None,
     )
 
 
@@ -113,6 +114,7 @@ def test_messages_from_other_threads_never_land_on_the_status_line(monkeypatch: 
         episode_frames=0,
         fps=30,
         status=lambda: None,
+        halted=None,
         task="Pick the cube",
         dataset=SimpleNamespace(root="/", meta=meta),
         raw_bytes_per_frame=100,

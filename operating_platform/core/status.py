@@ -95,6 +95,9 @@ def render(
         line.append(f"{status.completed} saved, ")
         line.append(f"{status.failed} failed", style="bold red" if status.failed else "")
         line.append(" | ")
+    if record.halted:
+        line.append(f"SAVING STOPPED: {record.halted}", style="bold red")
+        line.append(" | ")
     free, minutes = disk
     line.append(f"disk {free / GB:.1f} GB (~{minutes:.0f} min) | {record.task}")
     return line

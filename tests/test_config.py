@@ -158,6 +158,7 @@ def test_encoder_settings_it_accepts_pass() -> None:
     for flags in (
         [],
         ["--record.vcodec=libsvtav1", "--record.preset=12", "--record.crf=30"],
+        ["--record.vcodec=libsvtav1"],  # no preset chosen: its fastest, not libx264's "ultrafast"
         ["--record.vcodec=mpeg4"],  # the default preset and crf mean nothing to it: not the operator's
         ["--record.preset=veryslow", "--record.video=false"],
     ):

@@ -71,8 +71,9 @@ class RecordConfig:
     crf: int = 23
     # Keyframe interval in frames (LeRobot's loader seeks fastest with small values).
     g: int = 2
-    # Encoder preset, as the codec names them ("ultrafast" for libx264, "12" for libsvtav1).
-    preset: str | None = "ultrafast"
+    # Encoder preset, as the codec names them; unset: its fastest ("ultrafast" for libx264 and
+    # libx265, "12" for libsvtav1), so that it keeps up with capture.
+    preset: str | None = None
     # Camera preview: "none", or "opencv" for a window with the cameras (needs OpenCV and a display).
     display: str = "none"
 

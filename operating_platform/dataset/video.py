@@ -20,14 +20,22 @@ import av.logging
 PIX_FMT = "yuv420p"
 
 
+# With no preset chosen, each encoder runs at its fastest, so that it keeps up with capture.
+FAST_PRESETS = {"libx264": "ultrafast", "libx265": "ultrafast", "libsvtav1": "12"}
+
+
 @dataclass(frozen=True)
 class VideoSettings:
-    """How camera streams are encoded. `preset` is passed as-is to the codec (`None`: its default)."""
+    """How camera streams are encoded.
+
+    `preset` is passed as-is to the codec; `None` picks the encoder's fastest (`FAST_PRESETS`),
+    or the encoder's own default for one not listed there.
+    """
 
     vcodec: str = "libx264"
     crf: int = 23
     g: int = 2
-    preset: str | None = "ultrafast"
+    preset: str | None = None
 
     @property
     def stream_codec(self) -> str:
@@ -36,8 +44,9 @@ class VideoSettings:
 
     def codec_options(self) -> dict[str, str]:
         options = {"g": str(self.g), "crf": str(self.crf)}
-        if self.preset is not None:
-            options["preset"] = str(self.preset)
+        preset = self.preset if self.preset is not None else FAST_PRESETS.get(self.vcodec)
+        if preset is not None:
+            options["preset"] = str(preset)
         return options
 
 

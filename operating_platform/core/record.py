@@ -8,6 +8,7 @@ Ending an episode only closes its journal and hands it to the `AsyncEpisodeSaver
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -78,7 +79,7 @@ class CaptureStats:
     def _bin(self, lateness: float) -> int:
         if lateness < self.FIRST_BIN_S:
             return 0
-        index = 1 + int(np.log(lateness / self.FIRST_BIN_S) / self.LOG_RATIO)
+        index = 1 + int(math.log(lateness / self.FIRST_BIN_S) / self.LOG_RATIO)  # per tick: no numpy
         return min(index, self.BINS - 1)
 
     def lateness_percentile(self, q: float) -> float:

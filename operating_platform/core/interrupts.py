@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
+from operating_platform.core.keyboard import is_terminal
+
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -88,11 +90,3 @@ class Interrupts:
     def wait(self, seconds: float) -> bool:
         """Sleep up to `seconds`; True if a stop was requested meanwhile."""
         return self.requested.wait(seconds)
-
-
-def is_terminal(fd: int) -> bool:
-    """Whether `fd` is a terminal; False for one that has hung up (its ioctls fail with EIO)."""
-    try:
-        return os.isatty(fd)
-    except OSError:
-        return False

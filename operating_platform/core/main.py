@@ -6,16 +6,13 @@
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import dataclasses
 import logging
 import sys
-import termios
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 
 from operating_platform.core.configs import ControlPipelineConfig, parse_config
-from operating_platform.core.interrupts import Interrupts, is_terminal
+from operating_platform.core.interrupts import Interrupts
 from operating_platform.core.keyboard import TerminalKeys
 from operating_platform.core.logs import attach_log_file, console_logging
 from operating_platform.core.preview import CameraPreview
@@ -24,7 +21,8 @@ from operating_platform.core.record_config import ConfigError, RecordConfig
 from operating_platform.core.session import Session
 from operating_platform.core.status import SaveProgressBars, SaveProgressLines, StatusLine
 from operating_platform.dataset.dorobot_dataset import DatasetError
-from operating_platform.robots import Robot, RobotConfig, make_robot
+from operating_platform.robots import Robot, make_robot
+from operating_platform.robots.base import describe_connect_failure
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -51,7 +49,7 @@ def record_session(cfg: ControlPipelineConfig) -> int:
             robot.connect()
         except Exception as exc:
             _disconnect_quietly(robot)  # whatever it did open before failing
-            _error(_connect_failed(cfg.robot, exc))
+            _error(describe_connect_failure(cfg.robot, exc))
             return EXIT_FAILED
         try:
             record = Record(fps=rc.fps, robot=robot, record_cfg=rc)
@@ -62,59 +60,8 @@ def record_session(cfg: ControlPipelineConfig) -> int:
         log.info(f"Dataset: {record.dataset.root} ({record.dataset.meta.total_episodes} episodes already)")
         if not interactive:
             return _run(record, rc, None)
-        with _terminal_keys() as keys:
+        with TerminalKeys() as keys:
             return _run(record, rc, keys)
-
-
-class _Keys(TerminalKeys):
-    """Keys from a terminal that may hang up with no SIGHUP reaching the recorder (a shell
-    around it that survives the hang-up): a terminal that stops being one has hung up."""
-
-    on_hang_up: Callable[[], None] | None = None
-
-    def read_key(self, timeout: float) -> str | None:
-        key = super().read_key(timeout)
-        # Only when no key came: a hung-up terminal reads as end of file at once, every time.
-        if key is None and self.on_hang_up is not None and not is_terminal(self.fd):
-            on_hang_up, self.on_hang_up = self.on_hang_up, None
-            on_hang_up()
-        return key
-
-
-@contextlib.contextmanager
-def _terminal_keys() -> Iterator[_Keys]:
-    """Terminal keys, whose terminal may be gone (hung up) by the time it is restored."""
-    keys = _Keys().__enter__()
-    try:
-        yield keys
-    finally:
-        _restore_quietly(keys)
-        atexit.unregister(keys.restore)  # what leaving the block does, once restored
-
-
-def _restore_quietly(keys: TerminalKeys) -> None:
-    # After a hang-up there is no terminal left to restore (EIO, or ENOTTY on /dev/null).
-    with contextlib.suppress(termios.error, OSError):
-        keys.restore()
-
-
-DEVICE_WORDS = ("port", "device", "serial", "host", "ip", "address", "index", "path", "url")
-
-
-def _connect_failed(config: RobotConfig, exc: BaseException) -> str:
-    """One line naming the robot, the device settings it was given, and what to check."""
-    fields = [f.name for f in dataclasses.fields(config)]
-    devices = [f"--robot.{name}={getattr(config, name)}" for name in fields if _names_a_device(name)]
-    where = ", ".join([f"--robot.type={config.type}", *devices])
-    return (
-        f"cannot connect the robot ({where}): {type(exc).__name__}: {exc}. Check that it is plugged "
-        "in and powered on, that the --robot.* settings name its device, and that no other program "
-        "is using it; nothing was recorded, so the same command can simply be run again"
-    )
-
-
-def _names_a_device(field: str) -> bool:
-    return any(word in DEVICE_WORDS for word in field.lower().split("_"))
 
 
 def _disconnect_quietly(robot: Robot) -> None:
@@ -122,13 +69,12 @@ def _disconnect_quietly(robot: Robot) -> None:
         robot.disconnect()
 
 
-def _run(record: Record, rc: RecordConfig, keys: _Keys | None) -> int:
+def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:
     root = record.dataset.root
     again = f"exiting now; nothing captured is lost: `dorobot recover {root}` finishes the saves"
     code = EXIT_OK
     preview = CameraPreview(record).start() if rc.display == "opencv" else None
-    on_exit_now = (lambda: _restore_quietly(keys)) if keys else None
-    with Interrupts(again, on_exit_now=on_exit_now) as interrupts:
+    with Interrupts(again, on_exit_now=keys.restore if keys else None) as interrupts:
         if keys is not None:
             keys.on_hang_up = interrupts.hang_up
         try:

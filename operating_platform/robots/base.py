@@ -108,3 +108,22 @@ def make_robot(config: RobotConfig) -> Robot:
     except KeyError:
         raise ValueError(f"no Robot subclass declares config_class={type(config).__name__}") from None
     return robot_cls(config)
+
+
+DEVICE_WORDS = ("port", "device", "serial", "host", "ip", "address", "index", "path", "url")
+
+
+def describe_connect_failure(config: RobotConfig, exc: BaseException) -> str:
+    """One line naming the robot, the device settings it was given, and what to check."""
+    fields = [f.name for f in dataclasses.fields(config)]
+    devices = [f"--robot.{name}={getattr(config, name)}" for name in fields if _names_a_device(name)]
+    where = ", ".join([f"--robot.type={config.type}", *devices])
+    return (
+        f"cannot connect the robot ({where}): {type(exc).__name__}: {exc}. Check that it is plugged "
+        "in and powered on, that the --robot.* settings name its device, and that no other program "
+        "is using it; nothing was recorded, so the same command can simply be run again"
+    )
+
+
+def _names_a_device(field: str) -> bool:
+    return any(word in DEVICE_WORDS for word in field.lower().split("_"))

@@ -131,29 +131,6 @@ def test_keys_record_discard_pause_and_exit(terminal, tmp_path: Path) -> None:
     assert _sane(screen), screen
 
 
-def test_task_can_change_between_episodes(terminal, tmp_path: Path) -> None:
-    root = tmp_path / "ds"
-    term = terminal(
-        *FAST,
-        "--record.repo_id=lab/keys",
-        f"--record.root={root}",
-        "--record.num_episodes=2",
-        "--record.episode_time_s=0.5",
-        "--record.reset_time_s=0",
-    )
-    term.wait_for("Reset the scene")
-    term.send("t")
-    term.wait_for("New task")
-    term.send("Stack the blocks", "Enter")
-    term.wait_for("Task: Stack the blocks")
-    term.send("p")
-    screen = term.wait_for("DONE")
-    assert _exit_code(screen) == 0, screen
-    tasks = [json.loads(line)["task"] for line in (root / "meta/tasks.jsonl").read_text().splitlines()]
-    assert tasks == ["Pick the cube", "Stack the blocks"]
-    assert _sane(screen)
-
-
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "exception"])
 def test_terminal_is_restored(terminal, tmp_path: Path, how: str) -> None:
     root = tmp_path / "ds"

@@ -33,7 +33,6 @@ class Interrupts:
     def __init__(self, second_message: str, on_exit_now: Callable[[], None] | None = None) -> None:
         self.requested = threading.Event()
         self.signum: int | None = None
-        self.hung_up = False
         self._second_message = second_message
         self._on_exit_now = on_exit_now  # e.g. restore the terminal: os._exit skips every finally
         self._previous: dict[int, object] = {}
@@ -64,7 +63,6 @@ class Interrupts:
 
     def _detach_terminal(self) -> None:
         """Point the descriptors that were the terminal at /dev/null, so writes keep succeeding."""
-        self.hung_up = True
         if not self._terminal_fds:
             return
         devnull = os.open(os.devnull, os.O_RDWR)

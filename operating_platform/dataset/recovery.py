@@ -70,24 +70,19 @@ ENCODER_WAIT_S = 30.0
 class RecoveryReport:
     """What recovery found and did, one line per action.
 
-    `complete` is false when anything was set aside or left waiting (`no_space` says why); the
-    `dorobot recover` command then exits non-zero.
+    `no_space` says why recovery stopped with episodes still in `journal/`; with that, or with
+    anything in `set_aside`, the `dorobot recover` command exits non-zero.
     """
 
     actions: list[str] = field(default_factory=list)
     committed: list[int] = field(default_factory=list)
     set_aside: list[Path] = field(default_factory=list)
-    waiting: list[Path] = field(default_factory=list)  # left in journal/: the disk is full
     no_space: str | None = None
     still_set_aside: dict[str, int] = field(default_factory=dict)  # kind -> count, set aside earlier
 
     @property
     def changed(self) -> bool:
         return bool(self.actions)
-
-    @property
-    def complete(self) -> bool:
-        return not self.set_aside and not self.waiting
 
 
 class _DiskFull(Exception):
@@ -284,12 +279,12 @@ def _report_no_space(
     meta: DoRobotDatasetMetadata, report: RecoveryReport, act: Callable[[str], None]
 ) -> None:
     """Everything not yet committed stays in `journal/`; say how much room finishing it takes."""
-    report.waiting = journals_in(meta.private_dir, JOURNAL)
-    needed = MIN_FREE_BYTES + sum(_bytes_to_commit(j) for j in report.waiting)
+    waiting = journals_in(meta.private_dir, JOURNAL)
+    needed = MIN_FREE_BYTES + sum(_bytes_to_commit(j) for j in waiting)
     free = free_bytes(meta.root)
     short = max(needed - free, MB) / MB
     report.no_space = (
-        f"the disk holding {meta.root} is full ({free / MB:.0f} MB free): {len(report.waiting)} "
+        f"the disk holding {meta.root} is full ({free / MB:.0f} MB free): {len(waiting)} "
         f"episode(s) stay in {PRIVATE_DIR}/{JOURNAL}, nothing is lost; free at least {short:.0f} MB, "
         f"then run `dorobot recover {meta.root}` again"
     )

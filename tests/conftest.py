@@ -143,3 +143,28 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def reference_root() -> Path:
     return REFERENCE
+
+
+class Tmux:
+    """A tmux server of one test's own (`tmux -L NAME`).
+
+    Tests share no server: on the default one, a test killing its last session makes the
+    server exit while the next test's `new-session` is connecting to it ("server exited
+    unexpectedly")."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, *args: str) -> str:
+        cmd = ["tmux", "-L", self.name, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.name, "kill-server"], capture_output=True, check=False)
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    server = Tmux(f"dorobot-{os.getpid()}-{tmp_path.name}")
+    yield server
+    server.kill()

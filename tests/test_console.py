@@ -9,13 +9,12 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from operating_platform.core.keyboard import decode_key
-from tests.conftest import FAST, PLUGINS_DIR, SLOW_ENCODING, assert_valid, episode_lengths
+from tests.conftest import FAST, PLUGINS_DIR, SLOW_ENCODING, Tmux, assert_valid, episode_lengths
 
 SESSION = "dorobot-test"
 
@@ -23,17 +22,15 @@ SESSION = "dorobot-test"
 class Terminal:
     """A tmux window running one command; keys in, screen text out."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, tmux: Tmux, name: str) -> None:
+        self.tmux = tmux
         self.name = name
 
     def send(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        self.tmux("send-keys", "-t", self.name, *keys)
 
     def screen(self) -> str:
-        out = subprocess.run(
-            ["tmux", "capture-pane", "-p", "-S", "-200", "-t", self.name], capture_output=True
-        )
-        return out.stdout.decode()
+        return self.tmux("capture-pane", "-p", "-S", "-200", "-t", self.name)
 
     def wait_for(self, text: str, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
@@ -46,36 +43,21 @@ class Terminal:
 
 
 @pytest.fixture
-def terminal(tmp_path: Path) -> Iterator[callable]:
+def terminal(tmux: Tmux) -> callable:
     started: list[str] = []
 
     def start(*flags: str) -> Terminal:
-        name = f"{SESSION}-{len(started)}-{tmp_path.name}"[:60]
+        name = f"{SESSION}-{len(started)}"
         command = shlex.join([sys.executable, "-m", "operating_platform.core.main", *flags])
         # After the program, print its exit code and the terminal's modes, then linger to be read.
         script = f"{command}; echo EXIT=$?; stty -a | tr '\\n' ' '; echo; echo DONE; sleep 600"
         env = f"PYTHONPATH={shlex.quote(str(PLUGINS_DIR))} DOROBOT_PLUGINS=faulty_robot"
-        subprocess.run(
-            [
-                "tmux",
-                "new-session",
-                "-d",
-                "-s",
-                name,
-                "-x",
-                "220",
-                "-y",
-                "50",
-                f"env {env} bash -c {shlex.quote(script)}",
-            ],
-            check=True,
-        )
+        shell = f"env {env} bash -c {shlex.quote(script)}"
+        tmux("new-session", "-d", "-s", name, "-x", "220", "-y", "50", shell)
         started.append(name)
-        return Terminal(name)
+        return Terminal(tmux, name)
 
-    yield start
-    for name in started:
-        subprocess.run(["tmux", "kill-session", "-t", name], check=False)
+    return start
 
 
 def _sane(screen: str) -> bool:

@@ -18,6 +18,7 @@ from tests.conftest import (
     FAST,
     PLUGINS_DIR,
     SLOW_ENCODING,
+    Tmux,
     assert_valid,
     episode_lengths,
     queued_episodes,
@@ -86,17 +87,13 @@ def test_sighup_ignored_from_the_start_stays_ignored(tmp_path: Path) -> None:
     assert_valid(root, episodes=3)
 
 
-def _tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
-
-
-def _wait_for_screen(session: str, text: str, timeout: float = 120) -> None:
+def _wait_for_screen(tmux: Tmux, text: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if text in _tmux("capture-pane", "-p", "-t", session):
+        if text in tmux("capture-pane", "-p"):
             return
         time.sleep(0.1)
-    raise AssertionError(f"{text!r} never appeared:\n{_tmux('capture-pane', '-p', '-t', session)}")
+    raise AssertionError(f"{text!r} never appeared:\n{tmux('capture-pane', '-p')}")
 
 
 def _wait_gone(pid: int, timeout: float = 180) -> None:
@@ -114,12 +111,11 @@ def _wait_gone(pid: int, timeout: float = 180) -> None:
 
 
 @pytest.mark.parametrize("how", ["leader", "under a shell", "under a shell that outlives it"])
-def test_terminal_hanging_up_saves_everything(tmp_path: Path, how: str) -> None:
+def test_terminal_hanging_up_saves_everything(tmp_path: Path, tmux: Tmux, how: str) -> None:
     # An SSH connection dropping: the terminal goes away (writes to it fail from then on), and
     # the recorder gets SIGHUP from the kernel when it leads the terminal's session, from the
     # shell around it when that shell dies of it, and none at all when the shell survives it.
     root = tmp_path / "ds"
-    session = f"dorobot-hup-{os.getpid()}-{tmp_path.name}"[:60]
     flags = [*FAST, *SLOW_ENCODING, "--record.repo_id=lab/hup", f"--record.root={root}"]
     flags += ["--record.num_episodes=10", "--record.episode_time_s=0"]
     command = shlex.join(
@@ -128,20 +124,20 @@ def test_terminal_hanging_up_saves_everything(tmp_path: Path, how: str) -> None:
     if how != "leader":
         trap = "trap true HUP; " if how.endswith("outlives it") else ""
         command = shlex.join(["bash", "-c", f"{trap}{command}; echo finished"])
-    _tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50", command)
+    tmux("new-session", "-d", "-x", "200", "-y", "50", command)
     try:
-        pid = int(_tmux("list-panes", "-t", session, "-F", "#{pane_pid}").split()[0])
-        _wait_for_screen(session, "REC ep 0")
+        pid = int(tmux("list-panes", "-F", "#{pane_pid}").split()[0])
+        _wait_for_screen(tmux, "REC ep 0")
         if how != "leader":
             (pid,) = (int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
         time.sleep(0.5)
-        _tmux("send-keys", "-t", session, "n")
-        _wait_for_screen(session, "Queued episode 0")
-        _tmux("send-keys", "-t", session, "p")
-        _wait_for_screen(session, "REC ep 1")
+        tmux("send-keys", "n")
+        _wait_for_screen(tmux, "Queued episode 0")
+        tmux("send-keys", "p")
+        _wait_for_screen(tmux, "REC ep 1")
         time.sleep(0.5)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+        tmux.kill()
     _wait_gone(pid)
     log = "".join(p.read_text() for p in sorted((root / ".dorobot/logs").glob("*.log")))
     assert "Traceback" not in log and "Logging error" not in log, log

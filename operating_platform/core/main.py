@@ -46,15 +46,14 @@ def record_session(cfg: ControlPipelineConfig) -> int:
         # Connected before the dataset exists: a robot that cannot be reached must not leave a
         # fresh, empty dataset folder behind, which the retry would refuse to overwrite.
         try:
-            robot.connect()
+            robot.open()  # closes whatever it did open before failing
         except Exception as exc:
-            _disconnect_quietly(robot)  # whatever it did open before failing
             _error(describe_connect_failure(cfg.robot, exc))
             return EXIT_FAILED
         try:
             record = Record(fps=rc.fps, robot=robot, record_cfg=rc)
         except BaseException:
-            _disconnect_quietly(robot)  # the dataset's error is the one to report
+            _close_quietly(robot)  # the dataset's error is the one to report
             raise
         attach_log_file(record.dataset.meta.private_dir / "logs")
         log.info(f"Dataset: {record.dataset.root} ({record.dataset.meta.total_episodes} episodes already)")
@@ -64,9 +63,9 @@ def record_session(cfg: ControlPipelineConfig) -> int:
             return _run(record, rc, keys)
 
 
-def _disconnect_quietly(robot: Robot) -> None:
+def _close_quietly(robot: Robot) -> None:
     with contextlib.suppress(Exception):
-        robot.disconnect()
+        robot.close()
 
 
 def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:
@@ -99,7 +98,7 @@ def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:
             else:
                 with SaveProgressBars() as bars:
                     stats = record.stop(on_progress=bars)
-            record.robot.disconnect()
+            record.robot.close()
     meta = record.dataset.meta
     if meta.root.exists():
         log.info(f"Done: {meta.total_episodes} episodes, {meta.total_frames} frames in {meta.root}")

@@ -33,6 +33,7 @@ from operating_platform.dataset.diskspace import (
 )
 from operating_platform.dataset.dorobot_dataset import DoRobotDataset
 from operating_platform.robots.base import Robot
+from operating_platform.streams import Arrival, StreamStale
 
 __all__ = ["CaptureStats", "ConfigError", "EpisodeMetadata", "Record", "RecordConfig"]
 
@@ -40,6 +41,11 @@ log = logging.getLogger("operating_platform.record")
 
 STALL_TIMEOUT_S = 2.0
 LATE_TICK_S = 0.005
+
+
+def short_stream_name(stream: str) -> str:
+    """A stream's name for the operator: a camera's own name, else the feature key."""
+    return stream.removeprefix("observation.images.")
 
 
 class CaptureStalled(TimeoutError):
@@ -62,12 +68,24 @@ class CaptureStats:
     BINS = int(np.ceil(np.log(100.0 / FIRST_BIN_S) / LOG_RATIO)) + 2
 
     fps: int
+    streams: list[str] = field(default_factory=list)
     ticks: int = 0
     late_ticks: int = 0  # later than LATE_TICK_S; counted as they happen, for the status line
     missed_ticks: int = 0  # skipped because capture fell more than a tick behind
     max_lateness_s: float = 0.0
     histogram: np.ndarray = field(default_factory=lambda: np.zeros(CaptureStats.BINS, np.int64))
     recent_ticks: deque = field(default_factory=lambda: deque(maxlen=31))
+    # Per stream (in `streams` order): frames that repeated the message before, worst age (s).
+    repeated: np.ndarray = field(init=False)
+    worst_age_s: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.repeated = np.zeros(len(self.streams), np.int64)
+        self.worst_age_s = np.zeros(len(self.streams))
+
+    def stream_frame(self, ages: np.ndarray, repeated: np.ndarray) -> None:
+        self.repeated += repeated
+        np.maximum(self.worst_age_s, ages, out=self.worst_age_s)
 
     def tick(self, now: float, lateness: float) -> None:
         self.ticks += 1
@@ -101,6 +119,8 @@ class CaptureStats:
         self.missed_ticks += other.missed_ticks
         self.max_lateness_s = max(self.max_lateness_s, other.max_lateness_s)
         self.histogram += other.histogram
+        if other.streams == self.streams:
+            self.stream_frame(other.worst_age_s, other.repeated)
 
     def achieved_fps(self) -> float:
         """Frames per second over the last second of capture."""
@@ -151,10 +171,13 @@ class Record:
                 max_retries=record_cfg.async_save_max_retries,
             )
         self._skip_keys = [k for k in robot.features if k not in dataset.features]
+        self._streams = robot.all_streams
+        self._stale_s = robot.config.stale_timeout_s
+        self._last_seqs: np.ndarray | None = None
         self._low_water = low_water_bytes(dataset.features, fps)
         self._raw_rate = raw_bytes_per_second(dataset.features, fps)
         self.task = record_cfg.single_task
-        self.stats = CaptureStats(fps)
+        self.stats = CaptureStats(fps, self._streams)
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._stop_capture = threading.Event()
@@ -209,8 +232,9 @@ class Record:
             needed = self._low_water + int(seconds * self._raw_rate)
             length = f"a {max_frames / self.fps:g} s episode" if max_frames else "recording"
             check_room(self.dataset.root, needed, length)
-            self.stats = CaptureStats(self.fps)
-            journal = self.dataset.open_episode(self.task)
+            self.stats = CaptureStats(self.fps, self._streams)
+            self._last_seqs = None
+            journal = self.dataset.open_episode(self.task, self._streams)
             if self.async_saver is not None:
                 self.async_saver.begin(journal)
         # Each capture thread gets its own stop event: a thread abandoned in a stuck read must
@@ -273,18 +297,35 @@ class Record:
     def _tick(self, stop: threading.Event) -> bool:
         """Capture and journal one frame; False once the episode is complete or ended."""
         self._read_started = time.monotonic()
-        frame = self.robot.capture()
+        frame, arrivals = self.robot.read()
+        read_at = time.monotonic()
         self._read_started = None
+        ages, seqs = self._stream_timing(arrivals, read_at)
         for key in self._skip_keys:
             frame.pop(key, None)
         with self._episode_lock:
             if stop.is_set():
                 return False  # read after the operator ended the episode: not part of it
-            frames = self.dataset.add_frame(frame, self.task, capture_time=time.time()) + 1
+            frames = self.dataset.add_frame(frame, self.task, time.time(), ages, seqs) + 1
         self.latest_frame = frame
         if frames % self.fps == 0:  # once a second: statvfs costs microseconds
             check_room(self.dataset.root, self._low_water, "recording")
         return self._max_frames is None or frames < self._max_frames
+
+    def _stream_timing(self, arrivals: dict[str, Arrival], now: float) -> tuple[np.ndarray, np.ndarray]:
+        """Each stream's age and message number for this tick; raises if one fell silent."""
+        ages = np.array([now - arrivals[s].time for s in self._streams], np.float32)
+        seqs = np.array([arrivals[s].seq for s in self._streams], np.int64)
+        if ages.size and ages.max() > self._stale_s:
+            stream = self._streams[int(ages.argmax())]
+            raise StreamStale(
+                f"nothing new from {stream} for {ages.max():.1f} s (--robot.stale_timeout_s="
+                f"{self._stale_s:g}): its camera or arm stopped sending"
+            )
+        repeated = seqs == self._last_seqs if self._last_seqs is not None else np.zeros(len(seqs), bool)
+        self.stats.stream_frame(ages, repeated)
+        self._last_seqs = seqs
+        return ages, seqs
 
     def check_stalled(self, timeout_s: float = STALL_TIMEOUT_S) -> bool:
         """If the robot has not returned a frame for `timeout_s`, stop capture with an error.

@@ -16,7 +16,7 @@ from pathlib import Path
 from operating_platform.core.interrupts import Interrupts
 from operating_platform.core.keyboard import TerminalKeys
 from operating_platform.core.preview import CameraPreview
-from operating_platform.core.record import CaptureStats, Record
+from operating_platform.core.record import CaptureStats, Record, short_stream_name
 from operating_platform.core.record_config import RecordConfig
 from operating_platform.core.status import StatusLine
 from operating_platform.dataset.diskspace import DiskFullError, is_disk_full
@@ -53,9 +53,19 @@ def describe_halt(reason: str, root: Path) -> str:
 def describe_capture(index: int, frames: int, stats: CaptureStats) -> str:
     """The episode's line on how well its capture clock kept time."""
     p99_ms, max_ms = stats.lateness_percentile(99) * 1e3, stats.max_lateness_s * 1e3
-    return (
+    line = (
         f"Episode {index} captured: {frames} frames, {stats.late_ticks} late, "
         f"{stats.missed_ticks} skipped ticks (lateness p99 {p99_ms:.1f} ms, max {max_ms:.1f} ms)"
+    )
+    streams = describe_streams(stats)
+    return f"{line}; {streams}" if streams else line
+
+
+def describe_streams(stats: CaptureStats) -> str:
+    """Per stream: frames that repeated the one before, and the oldest message a frame used."""
+    return ", ".join(
+        f"{short_stream_name(name)} {repeated} repeated, worst age {age * 1e3:.0f} ms"
+        for name, repeated, age in zip(stats.streams, stats.repeated, stats.worst_age_s, strict=True)
     )
 
 

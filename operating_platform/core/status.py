@@ -25,7 +25,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.text import Text
 
 from operating_platform.core.async_episode_saver import SaverStatus
-from operating_platform.core.record import Record
+from operating_platform.core.record import Record, short_stream_name
 from operating_platform.dataset.diskspace import free_bytes
 
 GB = 2**30
@@ -89,6 +89,14 @@ def render(
     line.append(f" ep {index}  {elapsed:5.1f}{limit} s | {fps:4.1f} fps, {stats.late_ticks} late, ")
     line.append(f"{stats.missed_ticks} skipped", style="bold yellow" if stats.missed_ticks else "")
     line.append(" | ")
+    if stats.streams:
+        line.append("repeated/worst age: ")
+        streams = zip(stats.streams, stats.repeated, stats.worst_age_s, strict=True)
+        for i, (name, repeated, age) in enumerate(streams):
+            line.append(", " if i else "")
+            text = f"{short_stream_name(name)} {repeated}/{age * 1e3:.0f} ms"
+            line.append(text, style="yellow" if repeated else "")
+        line.append(" | ")
     status = record.status()
     if status is not None:
         line.append(f"saves: {status.pending} pending, {status.encoding} encoding, ")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +103,11 @@ class DoRobotDataset:
         """The journal of the episode being recorded, if one is open."""
         return self._journal.path if self._journal else None
 
-    def open_episode(self, task: str) -> Path:
-        """Open the journal of a new episode (done by the first `add_frame` otherwise)."""
+    def open_episode(self, task: str, streams: Sequence[str] = ()) -> Path:
+        """Open the journal of a new episode (done by the first `add_frame` otherwise).
+
+        `streams` names the sources whose per-frame timing `add_frame` is given.
+        """
         if self._journal is None:
             make_dirs_within(self.root, self.journal_dir)
             self._journal = JournalWriter(
@@ -113,18 +117,30 @@ class DoRobotDataset:
                 task,
                 # Recovery encodes with the settings the episode was recorded with.
                 extra={"video": dataclasses.asdict(self.video)},
+                streams=streams,
             )
         return self._journal.path
 
-    def add_frame(self, frame: dict[str, np.ndarray], task: str, capture_time: float | None = None) -> int:
-        """Validate and journal one frame of the current episode; returns its frame index."""
+    def add_frame(
+        self,
+        frame: dict[str, np.ndarray],
+        task: str,
+        capture_time: float | None = None,
+        ages: np.ndarray | None = None,
+        seqs: np.ndarray | None = None,
+    ) -> int:
+        """Validate and journal one frame of the current episode; returns its frame index.
+
+        `capture_time` is the wall-clock time of the read; `ages` and `seqs`, one value per
+        stream named at `open_episode`, say how old each stream's message was and which it was.
+        """
         validate_frame(frame, self.features)
         if self._journal is None:
             self.open_episode(task)
         assert self._journal is not None
         if capture_time is None:
             capture_time = self._journal.frames / self.fps
-        return self._journal.append(frame, capture_time)
+        return self._journal.append(frame, capture_time, ages, seqs)
 
     def close_episode(self, episode_index: int) -> Path | None:
         """Seal the current episode's journal and hand it over; None when it has no frames."""

@@ -7,7 +7,9 @@ Nothing is held in Python memory between ticks, whatever the episode length.
 Layout of one journal, `ROOT/.dorobot/journal/<id>/`:
 
     header.json            fps, features and task, written when the journal opens
-    rows.log               one record per frame: the vector features and the capture time
+    rows.log               one record per frame: the vector features, the capture time and,
+                           per stream the robot reports (header's `streams`), the age of the
+                           message the frame used and which message it was
     <video_key>/seg_NNNNNN.raw
                            one record per frame: raw RGB pixels, `segment_frames` per file, so a
                            consumer can release the raw frames it has encoded piece by piece
@@ -27,7 +29,7 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,10 +80,12 @@ class JournalWriter:
         task: str,
         segment_frames: int = DEFAULT_SEGMENT_FRAMES,
         extra: dict[str, Any] | None = None,
+        streams: Sequence[str] = (),
     ) -> None:
         self.path = Path(path)
         self.features = features
         self.segment_frames = segment_frames
+        self.streams = list(streams)
         self._vector_keys = vector_keys(features)
         self._video_keys = video_keys(features)
         self.path.mkdir()  # the caller makes its parent, so a vanished dataset is not recreated
@@ -92,6 +96,7 @@ class JournalWriter:
             "segment_frames": segment_frames,
             "features": {k: v for k, v in features.items() if k not in DEFAULT_FEATURES},
             "created_unix": time.time(),
+            "streams": self.streams,
             **(extra or {}),
         }
         write_json_atomic(self.path / HEADER_FILE, header)
@@ -102,8 +107,17 @@ class JournalWriter:
         self.frames = 0
         self.closed = False
 
-    def append(self, frame: dict[str, np.ndarray], capture_time: float) -> int:
-        """Write one frame; returns its frame index. No copy of the pixels is made."""
+    def append(
+        self,
+        frame: dict[str, np.ndarray],
+        capture_time: float,
+        ages: np.ndarray | None = None,
+        seqs: np.ndarray | None = None,
+    ) -> int:
+        """Write one frame; returns its frame index. No copy of the pixels is made.
+
+        `ages` (seconds, float32) and `seqs` (int64) hold one value per stream of `streams`.
+        """
         index = self.frames
         if index % self.segment_frames == 0:
             self._open_segments(index // self.segment_frames)
@@ -111,6 +125,8 @@ class JournalWriter:
             pixels = memoryview(np.ascontiguousarray(frame[key])).cast("B")
             _write_all(self._segment_fds[key], _record(index, pixels), pixels)
         row = b"".join(frame[k].tobytes() for k in self._vector_keys) + struct.pack("<d", capture_time)
+        if self.streams:
+            row += np.asarray(ages, "<f4").tobytes() + np.asarray(seqs, "<i8").tobytes()
         _write_all(self._rows_fd, _record(index, memoryview(row)), memoryview(row))
         self.frames += 1
         return index
@@ -152,10 +168,17 @@ class JournalWriter:
 
 @dataclass
 class JournalRows:
-    """The vector features of a journal's complete frames, as (frames, n) arrays."""
+    """The vector features of a journal's complete frames, as (frames, n) arrays, and their timing.
+
+    `ages` and `seqs` are (frames, len(streams)): per frame and stream, how old the message
+    was when the tick read it (seconds) and which message it was.
+    """
 
     columns: dict[str, np.ndarray]
     capture_times: np.ndarray
+    streams: list[str]
+    ages: np.ndarray
+    seqs: np.ndarray
 
     @property
     def frames(self) -> int:
@@ -193,6 +216,7 @@ class JournalReader:
         self.segment_frames: int = self.header["segment_frames"]
         self.vector_keys = vector_keys(self.features)
         self.video_keys = video_keys(self.features)
+        self.streams: list[str] = self.header.get("streams", [])
         closed_path = self.path / CLOSED_FILE
         self.closed: dict[str, Any] | None = (
             json.loads(closed_path.read_text(encoding="utf-8")) if closed_path.exists() else None
@@ -208,9 +232,13 @@ class JournalReader:
             for k in self.vector_keys
         ]
 
+    def _row_size(self) -> int:
+        vectors = sum(dt.itemsize * n for _, dt, n in self._row_layout())
+        return vectors + 8 + len(self.streams) * (4 + 8)
+
     def read_rows(self) -> JournalRows:
         layout = self._row_layout()
-        row_size = sum(dt.itemsize * n for _, dt, n in layout) + 8
+        row_size = self._row_size()
         chunks = [bytes(p) for _, p in _scan_records(self.path / ROWS_FILE, row_size)]
         raw = np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(len(chunks), row_size)
         columns: dict[str, np.ndarray] = {}
@@ -220,7 +248,12 @@ class JournalReader:
             columns[key] = raw[:, offset : offset + width].copy().view(dtype).reshape(len(chunks), n)
             offset += width
         times = raw[:, offset : offset + 8].copy().view(np.float64).reshape(-1)
-        return JournalRows(columns, times)
+        offset += 8
+        n = len(self.streams)
+        ages = raw[:, offset : offset + 4 * n].copy().view("<f4").reshape(len(chunks), n)
+        offset += 4 * n
+        seqs = raw[:, offset : offset + 8 * n].copy().view("<i8").reshape(len(chunks), n)
+        return JournalRows(columns, times, self.streams, ages, seqs)
 
     def frame_shape(self, video_key: str) -> tuple[int, int, int]:
         return tuple(self.features[video_key]["shape"])  # type: ignore[return-value]
@@ -229,7 +262,7 @@ class JournalReader:
         return sorted((self.path / video_key).glob("seg_*.raw"))
 
     def _row_record_size(self) -> int:
-        return _RECORD.size + sum(dt.itemsize * n for _, dt, n in self._row_layout()) + 8
+        return _RECORD.size + self._row_size()
 
     def written_rows(self) -> int:
         """Frames whose row record is fully written, for a journal that may still be growing.

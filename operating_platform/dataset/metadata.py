@@ -212,6 +212,10 @@ class DoRobotDatasetMetadata:
     def private_dir(self) -> Path:
         return self.root / PRIVATE_DIR
 
+    def timing_path(self, episode_index: int) -> Path:
+        """The episode's timing file (see `dataset/timing.py`): ours, never read by LeRobot."""
+        return self.private_dir / "timing" / f"episode_{episode_index:06d}.parquet"
+
     def check_compatible(self, fps: int, robot_type: str | None, features: dict[str, dict[str, Any]]) -> None:
         """Raise unless new episodes recorded with these settings belong in this dataset."""
         if fps != self.fps:

@@ -25,6 +25,7 @@ from operating_platform.dataset.journal import JournalError, JournalReader
 from operating_platform.dataset.journal_store import COMMIT_FILE, staging_dir
 from operating_platform.dataset.metadata import DoRobotDatasetMetadata, EpisodeRecord
 from operating_platform.dataset.stats import numeric_stats, stats_to_json
+from operating_platform.dataset.timing import timing_table
 
 
 def _default_columns(length: int, fps: int, episode_index: int, start: int, task_index: int) -> dict:
@@ -54,6 +55,8 @@ def _parquet_table(columns: dict[str, np.ndarray], features: dict[str, dict[str,
 
 
 STAGED_PARQUET = "episode.parquet"
+STAGED_TIMING = "timing.parquet"
+REBUILT_FROM_JOURNAL = 2  # the first moves of a commit: its parquet and its timing file
 
 
 def commit_episode(
@@ -76,7 +79,12 @@ def commit_episode(
     columns = {**vectors, **defaults}
     marker = journal_dir / COMMIT_FILE
     staged_parquet = staging_dir(journal_dir) / STAGED_PARQUET
-    moves = [(staged_parquet, meta.data_path(episode_index))]
+    staged_timing = staging_dir(journal_dir) / STAGED_TIMING
+    # The files rebuilt from the journal come first: a rollback deletes them (see `_roll_back`).
+    moves = [
+        (staged_parquet, meta.data_path(episode_index)),
+        (staged_timing, meta.timing_path(episode_index)),
+    ]
     moves += [(staged, meta.video_path(episode_index, key)) for key, staged in encoded.videos.items()]
     try:
         write_json_atomic(marker, {"episode_index": episode_index})
@@ -84,6 +92,7 @@ def commit_episode(
         for _, final in moves:
             make_dirs_within(meta.root, final.parent)
         pq.write_table(_parquet_table(columns, meta.features), staged_parquet, compression="snappy")
+        pq.write_table(timing_table(rows, encoded.length, meta.fps), staged_timing, compression="snappy")
         faults.check("fsync", episode_index, attempt)
         for staged, _ in moves:
             fsync_file(staged)
@@ -110,12 +119,13 @@ def _roll_back(moves: list[tuple[Path, Path]], marker: Path) -> None:
     """Undo a commit that did not reach info.json: the dataset is left exactly as it was.
 
     The videos go back to staging (their raw frames may be released, so they can be the only
-    copy); the parquet is removed, the journal rebuilds it.
+    copy); the parquet and the timing file are removed, the journal rebuilds them.
     """
     for staged, final in moves:
         if final.exists() and not staged.exists():
             os.replace(final, staged)
-    moves[0][0].unlink(missing_ok=True)
+    for staged, _ in moves[:REBUILT_FROM_JOURNAL]:
+        staged.unlink(missing_ok=True)
     marker.unlink(missing_ok=True)
 
 

@@ -170,6 +170,7 @@ def _roll_back_uncounted_files(meta: DoRobotDatasetMetadata, act: Callable[[str]
     only copy of frames whose raw pixels were already released; anything else is deleted.
     """
     expected = {meta.data_path(i) for i in range(meta.total_episodes)}
+    expected |= {meta.timing_path(i) for i in range(meta.total_episodes)}
     keys = video_keys(meta.features)
     for key in keys:
         expected |= {meta.video_path(i, key) for i in range(meta.total_episodes)}
@@ -179,7 +180,7 @@ def _roll_back_uncounted_files(meta: DoRobotDatasetMetadata, act: Callable[[str]
         for index, journal in committing.items()
         for key in keys
     }
-    for top in ("data", "videos", "meta"):
+    for top in ("data", "videos", "meta", f"{PRIVATE_DIR}/timing"):
         base = meta.root / top
         if not base.exists():
             continue

@@ -5,6 +5,10 @@ follower's measured state (`observation.state`) and one RGB image per camera. Th
 knows nothing else about it, so the simulated arm, a LeRobot robot or a DoRobot bridge all plug
 in the same way: a `RobotConfig` subclass registered under a `--robot.type` name, and a `Robot`
 subclass that names that config class.
+
+Any robot can also carry cameras of its own (`--robot.cameras`, see `cameras/`), and report
+when each of its streams last delivered (`arrivals`), so that every recorded frame's true age
+is kept and a stream that falls silent stops the episode instead of being recorded frozen.
 """
 
 from __future__ import annotations
@@ -16,12 +20,22 @@ from typing import Any, ClassVar
 import draccus
 import numpy as np
 
+from operating_platform.cameras import Camera, CameraConfig, make_camera
+from operating_platform.streams import Arrival
+
 VIDEO_NAMES = ["height", "width", "channels"]
 
 
 @dataclasses.dataclass
 class RobotConfig(draccus.ChoiceRegistry, abc.ABC):
     """Base of every robot's settings; `--robot.type=NAME` selects the registered subclass."""
+
+    # Cameras this robot carries besides its own, by name, e.g.
+    # {top: {type: opencv, index_or_path: /dev/video0, width: 640, height: 480, fps: 30}}.
+    cameras: dict[str, CameraConfig] = dataclasses.field(default_factory=dict)
+    # A stream (camera, arm) that sends nothing new for this long stops the episode; its frames so
+    # far are saved.
+    stale_timeout_s: float = 1.0
 
     @classmethod
     def default_choice_name(cls) -> str | None:
@@ -32,7 +46,16 @@ class RobotConfig(draccus.ChoiceRegistry, abc.ABC):
         return self.get_choice_name(self.__class__)
 
     def validate(self) -> None:
-        """Raise `ValueError` naming the offending `--robot.*` flag; called before connecting."""
+        """Raise `ValueError` naming the offending `--robot.*` flag; called before connecting.
+
+        Subclasses that override it call `super().validate()`.
+        """
+        if not self.stale_timeout_s > 0:
+            raise ValueError(f"--robot.stale_timeout_s must be positive (got {self.stale_timeout_s})")
+        for name, camera in self.cameras.items():
+            if not name or not name.replace("_", "").isalnum():
+                raise ValueError(f"--robot.cameras: {name!r} is not a camera name (letters, digits, _)")
+            camera.validate(name)
 
 
 class Robot(abc.ABC):
@@ -53,6 +76,7 @@ class Robot(abc.ABC):
 
     def __init__(self, config: RobotConfig) -> None:
         self.config = config
+        self.cameras: dict[str, Camera] = {name: make_camera(name, c) for name, c in config.cameras.items()}
 
     @property
     def robot_type(self) -> str:
@@ -70,14 +94,31 @@ class Robot(abc.ABC):
         """Camera name -> (height, width, 3) of the RGB frames it delivers."""
 
     @property
+    def stream_names(self) -> list[str]:
+        """The feature keys whose arrivals `arrivals()` reports; none unless a subclass says so."""
+        return []
+
+    def arrivals(self) -> dict[str, Arrival]:
+        """For the frame `capture()` last returned: each stream's message and when it arrived."""
+        return {}
+
+    @property
     def features(self) -> dict[str, dict[str, Any]]:
-        """The user features this robot records, in info.json notation and order."""
+        """The user features this robot records, in info.json notation and order.
+
+        The carried cameras come after the robot's own; their shapes are known once connected.
+        """
         names = list(self.joint_names)
         feats: dict[str, dict[str, Any]] = {
             "action": {"dtype": "float32", "shape": [len(names)], "names": names},
             "observation.state": {"dtype": "float32", "shape": [len(names)], "names": list(names)},
         }
-        for cam, shape in self.camera_shapes.items():
+        shapes = dict(self.camera_shapes)
+        for name, camera in self.cameras.items():
+            if name in shapes:
+                raise ValueError(f"--robot.cameras: {name!r} is already a camera of {self.config.type}")
+            shapes[name] = camera.shape
+        for cam, shape in shapes.items():
             feats[f"observation.images.{cam}"] = {
                 "dtype": "video",
                 "shape": list(shape),
@@ -99,6 +140,43 @@ class Robot(abc.ABC):
     @abc.abstractmethod
     def disconnect(self) -> None:
         """Release the hardware. Safe to call more than once."""
+
+    # -- what the recorder calls: the robot and the cameras it carries, together ---------------
+
+    @property
+    def all_streams(self) -> list[str]:
+        """Every stream `read()` reports an arrival for, in a fixed order."""
+        return [*self.stream_names, *(f"observation.images.{name}" for name in self.cameras)]
+
+    def open(self) -> None:
+        """Connect the robot, then its cameras; on failure, close what was opened and raise."""
+        try:
+            self.connect()
+            for camera in self.cameras.values():
+                camera.connect()
+        except BaseException:
+            self.close()
+            raise
+
+    def read(self) -> tuple[dict[str, np.ndarray], dict[str, Arrival]]:
+        """One frame of the robot and its cameras, and the arrival of every stream in it."""
+        frame = self.capture()
+        arrivals = self.arrivals()
+        for name, camera in self.cameras.items():
+            key = f"observation.images.{name}"
+            frame[key], arrivals[key] = camera.latest()
+        return frame, arrivals
+
+    def close(self) -> None:
+        """Disconnect the cameras and the robot; every one is tried, the first error raised."""
+        errors: list[BaseException] = []
+        for device in [*self.cameras.values(), self]:
+            try:
+                device.disconnect()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
 
 def make_robot(config: RobotConfig) -> Robot:

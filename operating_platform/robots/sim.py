@@ -79,6 +79,7 @@ class SimRobotConfig(RobotConfig):
     seed: int = 0
 
     def validate(self) -> None:
+        super().validate()
         if not 0 <= self.num_cameras <= len(CAMERA_NAMES):
             raise ValueError(
                 f"--robot.num_cameras must be between 0 and {len(CAMERA_NAMES)} (got {self.num_cameras})"

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from operating_platform.dataset.verify import verify_dataset
@@ -118,10 +119,19 @@ def episode_lengths(root: Path) -> list[int]:
 
 
 def assert_valid(root: Path, episodes: int | None = None) -> None:
+    """The dataset verifies, and (when ours) every episode has its timing file, one row a frame."""
     report = verify_dataset(root)
     assert report.ok, "\n".join(report.problems)
     if episodes is not None:
         assert report.episodes == episodes
+    if (root / ".dorobot").exists():
+        timing = root / ".dorobot" / "timing"
+        lengths = episode_lengths(root)
+        found = sorted(p.name for p in timing.glob("*.parquet")) if timing.exists() else []
+        assert found == [f"episode_{i:06d}.parquet" for i in range(len(lengths))], found
+        for i, length in enumerate(lengths):
+            table = pq.read_table(timing / f"episode_{i:06d}.parquet")
+            assert table.column("frame_index").to_pylist() == list(range(length))
 
 
 @pytest.fixture

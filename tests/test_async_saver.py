@@ -86,10 +86,13 @@ def test_sync_and_async_give_identical_datasets(tmp_path: Path) -> None:
     assert "Queued episode" in _session_log(tmp_path / "true")
     assert "Queued episode" not in _session_log(tmp_path / "false")
     files = sorted(p.relative_to(tmp_path / "true") for p in (tmp_path / "true").rglob("*"))
-    compared = [f for f in files if f.suffix in (".parquet", ".json", ".jsonl")]
+    # The recorder's own files (timing, logs) hold wall-clock times; the dataset's must not differ.
+    compared = [f for f in files if f.suffix in (".parquet", ".json", ".jsonl") and f.parts[0] != ".dorobot"]
     assert len(compared) == 3 + 4
     for rel in compared:
         assert (tmp_path / "true" / rel).read_bytes() == (tmp_path / "false" / rel).read_bytes(), rel
+    for mode in ("true", "false"):
+        assert len(list((tmp_path / mode / ".dorobot/timing").glob("episode_*.parquet"))) == 3
 
 
 def _session_log(root: Path) -> str:

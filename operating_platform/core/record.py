@@ -317,10 +317,14 @@ class Record:
         ages = np.array([now - arrivals[s].time for s in self._streams], np.float32)
         seqs = np.array([arrivals[s].seq for s in self._streams], np.int64)
         if ages.size and ages.max() > self._stale_s:
-            stream = self._streams[int(ages.argmax())]
+            silent = [
+                short_stream_name(s)
+                for s, age in zip(self._streams, ages, strict=True)
+                if age > self._stale_s
+            ]
             raise StreamStale(
-                f"nothing new from {stream} for {ages.max():.1f} s (--robot.stale_timeout_s="
-                f"{self._stale_s:g}): its camera or arm stopped sending"
+                f"nothing new from {', '.join(silent)} for {ages.max():.1f} s (--robot.stale_timeout_s="
+                f"{self._stale_s:g}): {'its' if len(silent) == 1 else 'their'} camera or arm stopped sending"
             )
         repeated = seqs == self._last_seqs if self._last_seqs is not None else np.zeros(len(seqs), bool)
         self.stats.stream_frame(ages, repeated)

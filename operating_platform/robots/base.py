@@ -94,6 +94,16 @@ class Robot(abc.ABC):
         """Camera name -> (height, width, 3) of the RGB frames it delivers."""
 
     @property
+    def action_names(self) -> list[str]:
+        """Names of the `action` elements; the joint names unless the leader names them otherwise."""
+        return list(self.joint_names)
+
+    @property
+    def state_names(self) -> list[str]:
+        """Names of the `observation.state` elements; the joint names unless the follower's differ."""
+        return list(self.joint_names)
+
+    @property
     def stream_names(self) -> list[str]:
         """The feature keys whose arrivals `arrivals()` reports; none unless a subclass says so."""
         return []
@@ -108,10 +118,10 @@ class Robot(abc.ABC):
 
         The carried cameras come after the robot's own; their shapes are known once connected.
         """
-        names = list(self.joint_names)
+        action, state = self.action_names, self.state_names
         feats: dict[str, dict[str, Any]] = {
-            "action": {"dtype": "float32", "shape": [len(names)], "names": names},
-            "observation.state": {"dtype": "float32", "shape": [len(names)], "names": list(names)},
+            "action": {"dtype": "float32", "shape": [len(action)], "names": action},
+            "observation.state": {"dtype": "float32", "shape": [len(state)], "names": state},
         }
         shapes = dict(self.camera_shapes)
         for name, camera in self.cameras.items():

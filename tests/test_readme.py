@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +76,38 @@ def test_python_example_records_two_episodes(tmp_path: Path, how: str) -> None:
     assert proc.stdout.splitlines() == ["0 2"], proc.stdout + proc.stderr
     assert_valid(tmp_path / "pick", episodes=2)
     assert not (tmp_path / "pick/.dorobot/failed").exists()
+
+
+def test_simulated_dataflow_runs_as_the_readme_shows(tmp_path: Path) -> None:
+    # The two terminals of the README, typed as shown in a clone (the example folder copied, so
+    # dora's run files stay out of the repository), with this environment active.
+    repo = Path(__file__).resolve().parents[1]
+    shutil.copytree(repo / "examples" / "dorobot_sim", tmp_path / "examples" / "dorobot_sim")
+    dataflow = _bash_block("python3 -m venv .venv && . .venv/bin/activate").splitlines()[-1]
+    record = _bash_block(". .venv/bin/activate && dorobot record").removeprefix(". .venv/bin/activate && ")
+    assert dataflow == "dora run examples/dorobot_sim/dataflow.yml"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    terminal_1 = subprocess.Popen(
+        ["bash", "-c", dataflow],
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        terminal_2 = subprocess.run(
+            ["bash", "-c", record],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        os.killpg(terminal_1.pid, signal.SIGINT)  # Ctrl-C, as the README says
+        terminal_1.wait(30)
+    assert terminal_2.returncode == 0, terminal_2.stdout + terminal_2.stderr
+    assert_valid(tmp_path / "dora_dataset", episodes=2)

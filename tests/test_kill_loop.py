@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from operating_platform.dataset.verify import verify_dataset
-from tests.conftest import FAST, PLUGINS_DIR, episode_lengths
+from tests.conftest import FAST, PLUGINS_DIR, episode_lengths, wait_for_line
 
 TRIALS = int(os.environ.get("DOROBOT_KILL_TRIALS", "30"))
 ANNOUNCED = re.compile(
@@ -147,6 +147,72 @@ def _phase(out: str, recovery: str, queued: int, committed_before: int) -> str:
     return "capture"
 
 
+def _assert_each_announced_once(root: Path, announced: dict[int, int], context: str) -> None:
+    """Valid, every announced episode with its frames, and no episode committed twice."""
+    report = verify_dataset(root)
+    assert report.ok, f"{report.problems}\n{context}"
+    lengths = episode_lengths(root)
+    missing = [i for i, frames in announced.items() if i >= len(lengths) or lengths[i] != frames]
+    assert not missing, f"episodes {missing} lost or short\n{context}"
+    # Beyond the announced ones, at most the episode the kill caught: ended but not yet
+    # announced, or being recorded and salvaged. Never one committed twice.
+    assert len(announced) <= len(lengths) <= len(announced) + 1, context
+    contents = _episode_contents(root)
+    assert len(contents) == len(lengths) and len(set(contents)) == len(contents), context
+
+
+def _start_and_kill_at(root: Path, pattern: str, pauses: str) -> str:
+    """Record with `pauses` held open, and SIGKILL the recorder as soon as it prints `pattern`."""
+    flags = [f"--record.root={root}", "--record.num_episodes=6", "--record.episode_time_s=0.4"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "operating_platform.core.main", *FAST, "--record.repo_id=lab/kill", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "DOROBOT_INJECT_PAUSES": pauses},
+    )
+    seen: list[str] = []
+    try:
+        wait_for_line(proc, pattern, seen)
+        time.sleep(0.5)  # well into the pause that follows the line
+    finally:
+        proc.kill()
+        seen.append(proc.communicate()[0])  # what it printed up to the kill counts too
+    return "".join(seen)
+
+
+def test_kill_aimed_at_retiring_a_journal_and_at_recovery_itself(tmp_path: Path) -> None:
+    # Recovery salvages the episode being recorded at the kill, so every one ends in the dataset.
+    # Retirement: the saver holds a committed journal renamed out of journal/ but not deleted.
+    root = tmp_path / "retire"
+    out = _start_and_kill_at(root, r"Episode 0 saved successfully", "retire=60")
+    rec = subprocess.run(Trial(0, salvage=True).recover_command(root), capture_output=True, text=True)
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert "removed leftovers" in rec.stdout and "retired" in rec.stdout, rec.stdout
+    _assert_each_announced_once(root, _announced(out), out + rec.stdout)
+    assert len(episode_lengths(root)) >= 1
+
+    # Recovery itself: killed after its first commit, with more journals still to go.
+    root = tmp_path / "recovery"
+    out = _start_and_kill_at(root, r"Queued episode 3 ", "publish=60")
+    recover = Trial(0, salvage=True).recover_command(root)
+    # Recovery pauses before each journal: the kill lands in the pause after its first commit.
+    slow = {**os.environ, "PYTHONUNBUFFERED": "1", "DOROBOT_INJECT_PAUSES": "recover=2"}
+    proc = subprocess.Popen(recover, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=slow)
+    seen: list[str] = []
+    try:
+        wait_for_line(proc, r"committed as episode 0 ", seen)
+    finally:
+        proc.kill()
+        proc.wait()
+    rec = subprocess.run(recover, capture_output=True, text=True)
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert "committed as episode 1 " in rec.stdout, "".join(seen) + rec.stdout  # it went on where it died
+    _assert_each_announced_once(root, _announced(out), out + "".join(seen) + rec.stdout)
+    assert len(episode_lengths(root)) >= 4
+
+
 def test_kill_at_random_instants_loses_nothing(tmp_path: Path) -> None:
     rng = random.Random(20261203)
     phases: Counter[str] = Counter()
@@ -174,16 +240,8 @@ def test_kill_at_random_instants_loses_nothing(tmp_path: Path) -> None:
         assert "nothing to recover" in again.stdout, again.stdout  # recovery is idempotent
 
         context = f"trial {number}:\n{out}\n{killed_recovery}\n{rec.stdout}"
-        report = verify_dataset(root)
-        assert report.ok, f"{report.problems}\n{context}"
+        _assert_each_announced_once(root, announced, context)
         lengths = episode_lengths(root)
-        missing = [i for i, frames in announced.items() if i >= len(lengths) or lengths[i] != frames]
-        assert not missing, f"episodes {missing} lost or short\n{context}"
-        # Beyond the announced ones, at most the episode the kill caught: ended but not yet
-        # announced, or being recorded and salvaged. Never one committed twice.
-        assert len(announced) <= len(lengths) <= len(announced) + 1, context
-        contents = _episode_contents(root)
-        assert len(contents) == len(lengths) and len(set(contents)) == len(contents), context
 
         phases[
             "recovery" if killed_recovery else _phase(out, rec.stdout, len(announced), committed_before)

@@ -14,6 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from operating_platform.dataset.recovery import recover_dataset
 from tests.conftest import assert_valid, episode_lengths
 
@@ -28,6 +30,22 @@ robot.connect()
 ds = DoRobotDataset.create("lab/retire", Path(sys.argv[1]), 30, robot.robot_type, robot.features)
 for _ in range(12):
     ds.add_frame(robot.capture(), "Pick")
+
+JOURNAL_FILES = ("rows.log", "header.json", "commit.json", "closed.json")
+
+def kill_after_unlinking(k):
+    # SIGKILL right after the k-th file of a journal is deleted, whichever file that is: the
+    # order a recursive delete takes differs between file systems.
+    real, count = os.unlink, [0]
+    def wrapped(path, *args, **kwargs):
+        result = real(path, *args, **kwargs)
+        name = os.path.basename(os.fspath(path))
+        if name in JOURNAL_FILES or name.startswith("seg_"):
+            count[0] += 1
+            if count[0] == k:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return result
+    os.unlink = wrapped
 
 def kill_after(name_test, call):
     real = getattr(os, call)
@@ -54,17 +72,12 @@ def _set_aside(root: Path) -> list[str]:
     return [p.name for kind in ("failed", "partial") for p in (root / ".dorobot" / kind).glob("*")]
 
 
-def test_kill_while_retiring_a_committed_journal_never_commits_it_twice(tmp_path: Path) -> None:
-    # On tmpfs the journal's commit marker is the first file a recursive delete removes: a kill
-    # just after it leaves every frame of an episode already committed, without the marker.
+@pytest.mark.parametrize("k", range(1, 7))  # the journal holds 6 files then
+def test_kill_while_retiring_a_committed_journal_never_commits_it_twice(tmp_path: Path, k: int) -> None:
+    # Deleted file by file, a journal whose commit marker went first (as on tmpfs; on ext4 it
+    # goes third) holds every frame of an episode already committed, without the marker.
     root = tmp_path / "ds"
-    _run(
-        root,
-        """
-        kill_after(lambda name, *a: os.path.basename(name) == "commit.json", "unlink")
-        ds.save_episode()
-        """,
-    )
+    _run(root, f"kill_after_unlinking({k})\nds.save_episode()")
     assert episode_lengths(root) == [12]
     lines: list[str] = []
     report = recover_dataset(root, say=lines.append)
@@ -75,15 +88,10 @@ def test_kill_while_retiring_a_committed_journal_never_commits_it_twice(tmp_path
     assert not recover_dataset(root).changed
 
 
-def test_kill_while_discarding_never_brings_the_episode_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("k", range(1, 5))  # the journal holds 4 files then
+def test_kill_while_discarding_never_brings_the_episode_back(tmp_path: Path, k: int) -> None:
     root = tmp_path / "ds"
-    _run(
-        root,
-        """
-        kill_after(lambda name, *a: os.path.basename(name) in ("header.json", "rows.log"), "unlink")
-        ds.discard_episode()
-        """,
-    )
+    _run(root, f"kill_after_unlinking({k})\nds.discard_episode()")
     lines: list[str] = []
     report = recover_dataset(root, salvage_partial=True, say=lines.append)
     assert report.committed == [] and report.set_aside == [], lines

@@ -2,6 +2,7 @@
 
 dorobot record --record.repo_id=... [--robot.* --record.* flags]
 dorobot verify ROOT [--no-decode]
+dorobot find-cameras [PATHS...] [--output-dir DIR]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ commands:
   record   record episodes (flags: --robot.*, --record.*; `dorobot record --help` lists them)
   verify   check a dataset folder against the LeRobot v2.1 format: dorobot verify ROOT
   recover  finish what an interrupted session left: dorobot recover ROOT [--salvage-partial] [--retry-failed]
+  find-cameras  list the cameras OpenCV can open, save a still of each: dorobot find-cameras [PATHS...]
 """
 
 
@@ -142,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return verify_main(rest)
     if command == "recover":
         return recover_main(rest)
+    if command == "find-cameras":
+        from operating_platform.cameras.find import find_cameras_main
+
+        return find_cameras_main(rest)
     print(f"dorobot: unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
     return 2
 

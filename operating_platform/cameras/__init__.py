@@ -2,4 +2,7 @@
 
 from operating_platform.cameras.base import Camera, CameraConfig, make_camera
 
-__all__ = ["Camera", "CameraConfig", "make_camera"]
+# Registers `type: opencv` (the default); OpenCV itself is imported only once a camera is used.
+from operating_platform.cameras.opencv import OpenCVCamera, OpenCVCameraConfig
+
+__all__ = ["Camera", "CameraConfig", "OpenCVCamera", "OpenCVCameraConfig", "make_camera"]

@@ -21,10 +21,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from operating_platform.cameras import make_camera
+from operating_platform.cameras import CameraError, make_camera
 from operating_platform.cameras import opencv as opencv_module
 from operating_platform.cameras.find import find_cameras_main
-from operating_platform.cameras.opencv import CameraError, OpenCVCameraConfig, import_cv2
+from operating_platform.cameras.opencv import OpenCVCameraConfig, import_cv2
 from operating_platform.core.configs import parse_config
 from operating_platform.core.record_config import ConfigError
 from tests.conftest import (
@@ -144,6 +144,7 @@ def test_a_camera_that_does_not_exist_fails_in_one_line_and_leaves_no_dataset(tm
     (line,) = error_lines(done.stderr)
     assert line.startswith("error: ") and "camera wrist" in line and str(missing) in line, line
     assert "no such file" in line
+    assert "cannot connect the robot" not in line  # the robot is fine: the camera says what is wrong
     assert not root.exists()
 
 
@@ -262,7 +263,9 @@ def test_cameras_from_the_command_line_and_from_a_yaml_file(tmp_path: Path) -> N
         ("{top: {rotation: 45}}", "--robot.cameras.top.rotation must be 0, 90, 180 or 270"),
         ("{top: {index_or_path: -1}}", "--robot.cameras.top.index_or_path must be a device index"),
         ("{top: {widht: 640}}", "widht"),
-        ("{top: {type: webcam}}", "webcam"),
+        ("{top: {type: webcam}}", "--robot.cameras.top: no camera type 'webcam' (known: opencv)"),
+        ("{top: 3}", "--robot.cameras must give each camera a name and its settings, e.g."),
+        ("top", "--robot.cameras must give each camera a name and its settings, e.g."),
     ],
 )
 def test_a_bad_camera_setting_names_its_flag(value: str, expected: str) -> None:

@@ -18,6 +18,10 @@ import numpy as np
 from operating_platform.streams import Arrival
 
 
+class CameraError(RuntimeError):
+    """A camera that cannot be opened, or does not give what it was asked for; the message names it."""
+
+
 @dataclasses.dataclass
 class CameraConfig(draccus.ChoiceRegistry, abc.ABC):
     """Base of every camera's settings; `type: NAME` selects the registered subclass."""

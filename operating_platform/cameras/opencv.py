@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from operating_platform.cameras.base import Camera, CameraConfig
+from operating_platform.cameras.base import Camera, CameraConfig, CameraError
 from operating_platform.streams import Arrival, Latest
 
 log = logging.getLogger("operating_platform.cameras")
@@ -32,10 +32,6 @@ ROTATIONS = (0, 90, 180, 270)
 RETRY_S = 0.1  # between reads of a device that stopped delivering: retried, never spun on
 REOPEN_AFTER = 10  # failed reads in a row before the device is closed and opened again
 JOIN_S = 2.0
-
-
-class CameraError(RuntimeError):
-    """A camera that cannot be opened, or does not give what it was asked for; the message names it."""
 
 
 def import_cv2() -> Any:

@@ -7,8 +7,10 @@ after it override the file). Everything is checked here, before any hardware is 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 import draccus
 from draccus.argparsing import ArgumentParser
 
+from operating_platform.cameras import CameraConfig
 from operating_platform.core.record_config import ConfigError, RecordConfig
 from operating_platform.robots import RobotConfig, SimRobotConfig
 
@@ -69,6 +72,7 @@ HELP = {
     "--config_path": "a YAML file with robot: and record: sections, e.g. examples/session.yaml",
     "--robot.type": "the robot: {choices}; sim is a simulated SO-101 arm, more come from " + PLUGINS_ENV,
 }
+CAMERAS_EXAMPLE = "'{top: {type: opencv, index_or_path: /dev/video0, width: 640, height: 480}}'"
 NO_DEFAULT = {"--config_path", "--record.repo_id", "--record.single_task", "--record.root"}
 
 
@@ -93,8 +97,27 @@ def _tidy_help(parser: argparse.ArgumentParser) -> None:
     titles.update({"RobotConfig ['robot']": "robot", "RecordConfig ['record']": "record"})
     for group in parser._action_groups:
         group.title = titles.get(group.title or "", group.title)
+    _list_shared_robot_flags_once(parser)
     parser.description = DESCRIPTION
     parser.epilog = EPILOG
+
+
+def _list_shared_robot_flags_once(parser: argparse.ArgumentParser) -> None:
+    """Every robot type has the settings of `RobotConfig` (cameras, ...): list them once, under
+    "robot", rather than again under each type."""
+    shared = {f"--robot.{f.name}" for f in dataclasses.fields(RobotConfig)}
+    groups = {group.title: group for group in parser._action_groups}
+    robot = groups.get("robot")
+    if robot is None:
+        return
+    for group in parser._action_groups:
+        if group is robot or not (group.title or "").startswith("--robot.type="):
+            continue
+        for action in [a for a in group._group_actions if a.option_strings[0] in shared]:
+            group._group_actions.remove(action)
+            if action.option_strings[0] in {a.option_strings[0] for a in robot._group_actions}:
+                continue
+            robot._group_actions.append(action)
 
 
 def _raise_config_error(message: str) -> None:
@@ -112,8 +135,8 @@ def parse_config(args: Sequence[str] | None = None, prog: str = "dorobot record"
         cfg = parser.parse_args(list(args) if args is not None else None)
     except ConfigError:
         raise
-    except draccus.utils.DecodingError as exc:
-        raise ConfigError(_flagged(str(exc))) from None
+    except draccus.utils.ParsingError as exc:  # DecodingError included
+        raise ConfigError(_flagged(_camera_message(" ".join(str(exc).split())))) from None
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"cannot read the configuration: {exc}") from None
     cfg.record.validate()
@@ -122,6 +145,19 @@ def parse_config(args: Sequence[str] | None = None, prog: str = "dorobot record"
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return cfg
+
+
+def _camera_message(message: str) -> str:
+    """draccus's words for a `--robot.cameras` value it cannot read, in the operator's."""
+    if "Expected a dict for a choice class" in message or (
+        "Failed when parsing" in message and "CameraConfig" in message
+    ):
+        return f"--robot.cameras must give each camera a name and its settings, e.g. {CAMERAS_EXAMPLE}"
+    unknown = re.match(r"(`[^`]*`: )Couldn't find a choice class for '([^']*)' in .*CameraConfig", message)
+    if unknown:
+        known = ", ".join(CameraConfig.get_known_choices())
+        return f"{unknown.group(1)}no camera type {unknown.group(2)!r} (known: {known})"
+    return message
 
 
 def _flagged(message: str) -> str:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import draccus
 import numpy as np
 
-from operating_platform.cameras import Camera, CameraConfig, make_camera
+from operating_platform.cameras import Camera, CameraConfig, CameraError, make_camera
 from operating_platform.streams import Arrival
 
 VIDEO_NAMES = ["height", "width", "channels"]
@@ -202,14 +202,17 @@ DEVICE_WORDS = ("port", "device", "serial", "host", "ip", "address", "index", "p
 
 
 def describe_connect_failure(config: RobotConfig, exc: BaseException) -> str:
-    """One line naming the robot, the device settings it was given, and what to check."""
+    """One line naming the robot (or camera), the device settings it was given, and what to check."""
+    again = "nothing was recorded, so the same command can simply be run again"
+    if isinstance(exc, CameraError):  # it names the camera and what to check itself
+        return f"{exc}; {again}"
     fields = [f.name for f in dataclasses.fields(config)]
     devices = [f"--robot.{name}={getattr(config, name)}" for name in fields if _names_a_device(name)]
     where = ", ".join([f"--robot.type={config.type}", *devices])
     return (
         f"cannot connect the robot ({where}): {type(exc).__name__}: {exc}. Check that it is plugged "
         "in and powered on, that the --robot.* settings name its device, and that no other program "
-        "is using it; nothing was recorded, so the same command can simply be run again"
+        f"is using it; {again}"
     )
 
 

@@ -243,3 +243,22 @@ def test_images_decode_to_rgb_whatever_their_encoding() -> None:
         decode_image("cam", memoryview(b"not a jpeg"), b'{"encoding": "jpeg"}')
     joints = np.arange(6, dtype=np.float32)
     assert np.array_equal(decode_joints("main_leader_joint", memoryview(joints.tobytes())), joints)
+
+
+def test_ctrl_c_while_waiting_for_the_dataflow_is_one_line(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    flags = [f"--robot.image_address=ipc://{tmp_path}/i", f"--robot.joint_address=ipc://{tmp_path}/j"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "operating_platform.core.main", *_record_flags(root, 1, 1), *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    seen: list[str] = []
+    wait_for_line(proc, r"Waiting for the dataflow's bridge", seen)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert error_lines(err) == ["error: interrupted while connecting the robot; nothing was recorded"], err
+    assert not root.exists()

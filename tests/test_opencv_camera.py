@@ -358,3 +358,15 @@ def test_a_rotated_camera_turns_its_frames_clockwise(videos: dict[str, Path]) ->
     upright = np.rot90(frame, k=1)  # a quarter turn back, anticlockwise
     closest, error = match(upright[None], "top")
     assert closest[0] == arrival.seq % FILES["top"][0] and error[0] < 2, (closest, error)
+
+
+def test_a_camera_named_like_one_of_the_robots_is_refused_in_one_line(
+    tmp_path: Path, videos: dict[str, Path]
+) -> None:
+    root = tmp_path / "ds"
+    cameras = f"--robot.cameras={{image_top: {{index_or_path: {videos['top']}}}}}"
+    done = run_record(*FAST, *GOOD, cameras, f"--record.root={root}", "--record.episode_time_s=1")
+    assert done.returncode == 2, done.stderr
+    (line,) = error_lines(done.stderr)
+    assert line == "error: --robot.cameras: 'image_top' is already a camera of sim", line
+    assert not root.exists()

@@ -17,7 +17,7 @@ from rich.console import Console
 from operating_platform.core import status
 from operating_platform.core.record import CaptureStats
 from operating_platform.dataset.metadata import DoRobotDatasetMetadata
-from tests.conftest import run_session
+from tests.conftest import FAST, run_record, run_session
 
 
 def _record_like(root: Path) -> SimpleNamespace:
@@ -144,3 +144,24 @@ def test_messages_from_other_threads_never_land_on_the_status_line(monkeypatch: 
     assert text.count("Pick the cube") >= 150
     glued = re.findall(r"Pick the cube\[AsyncEpisodeSaver\]", text)
     assert not glued, f"{len(glued)} messages written onto the status line"
+
+
+def test_a_drivers_log_goes_to_the_log_file_and_only_its_errors_to_the_console(tmp_path: Path) -> None:
+    # A driver warning on every tick on stderr would run across the status line.
+    root = tmp_path / "ds"
+    done = run_record(
+        "--robot.type=chatty_sim",
+        *FAST[1:],
+        "--record.repo_id=lab/chatty",
+        f"--record.root={root}",
+        "--record.num_episodes=1",
+        "--record.episode_time_s=1",
+        env={"DOROBOT_PLUGINS": "chatty_robot"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and "clamped" not in done.stdout
+    assert done.stdout.count("servo 3 overheating") == 1
+    (log,) = (root / ".dorobot/logs").glob("*.log")
+    text = log.read_text()
+    assert text.count("relative goal position magnitude had to be clamped") == 30
+    assert "ERROR somedriver.bus: servo 3 overheating" in text and "Episode 0 captured" in text

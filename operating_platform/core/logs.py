@@ -43,33 +43,55 @@ class _ConsoleFormatter(logging.Formatter):
         return f"{start}{text}\x1b[0m" if start else text
 
 
+class _Admit(logging.Filter):
+    """Ours from `ours` up; a library's (LeRobot's warnings, say) only from `others` up, since
+    a driver warning on every tick would bury the console."""
+
+    def __init__(self, ours: int, others: int) -> None:
+        super().__init__()
+        self.ours, self.others = ours, others
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        mine = record.name == LOGGER or record.name.startswith(LOGGER + ".")
+        return record.levelno >= (self.ours if mine else self.others)
+
+
 @contextmanager
 def console_logging() -> Iterator[logging.Logger]:
-    """Send `operating_platform` messages to stdout for the duration of the block."""
+    """Send `operating_platform` messages (and libraries' errors) to stdout for the block."""
     console = _ConsoleHandler(sys.stdout)
     console.setFormatter(_ConsoleFormatter(color=sys.stdout.isatty()))
     records: queue.SimpleQueue = queue.SimpleQueue()
     handler = QueueHandler(records)
+    handler.addFilter(_Admit(logging.INFO, logging.ERROR))
     listener = QueueListener(records, console)
     logger = logging.getLogger(LOGGER)
-    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    # On the root logger, so that a library's messages go the same way as ours instead of onto
+    # stderr, across the status line.
+    root = logging.getLogger()
+    root.addHandler(handler)
     listener.start()
     try:
         yield logger
     finally:
         listener.stop()
-        logger.removeHandler(handler)
-        for extra in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
-            logger.removeHandler(extra)
+        root.removeHandler(handler)
+        for extra in [h for h in root.handlers if isinstance(h, _LogFile)]:
+            root.removeHandler(extra)
             extra.close()
+
+
+class _LogFile(logging.FileHandler):
+    """The session's log file: ours from INFO, libraries' from WARNING."""
 
 
 def attach_log_file(log_dir: Path) -> Path:
     """Also write every message, timestamped, to a new file in `log_dir` (until the block ends)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / f"record-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    file = logging.FileHandler(path, encoding="utf-8")
+    file = _LogFile(path, encoding="utf-8")
     file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger(LOGGER).addHandler(file)
+    file.addFilter(_Admit(logging.INFO, logging.WARNING))
+    logging.getLogger().addHandler(file)
     return path

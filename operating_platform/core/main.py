@@ -24,7 +24,7 @@ from operating_platform.dataset.dorobot_dataset import DatasetError
 from operating_platform.robots import Robot, make_robot
 from operating_platform.robots.base import describe_connect_failure
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 log = logging.getLogger("operating_platform.main")
 
@@ -47,9 +47,18 @@ def record_session(cfg: ControlPipelineConfig) -> int:
         # fresh, empty dataset folder behind, which the retry would refuse to overwrite.
         try:
             robot.open()  # closes whatever it did open before failing
+        except KeyboardInterrupt:  # e.g. while waiting for a dataflow, or at a calibration prompt
+            _error("interrupted while connecting the robot; nothing was recorded")
+            return EXIT_INTERRUPTED
         except Exception as exc:
             _error(describe_connect_failure(cfg.robot, exc))
             return EXIT_FAILED
+        try:
+            robot.features  # noqa: B018  # a camera named twice shows once the cameras are known
+        except ValueError as exc:
+            _close_quietly(robot)
+            _error(str(exc))
+            return EXIT_USAGE
         try:
             record = Record(fps=rc.fps, robot=robot, record_cfg=rc)
         except BaseException:

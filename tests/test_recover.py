@@ -126,3 +126,37 @@ def test_recover_on_a_read_only_dataset_is_one_line(small_disk: Path) -> None:
     errors = error_lines(rec.stderr)
     assert len(errors) == 1 and errors[0].startswith("error: ") and "read-only" in errors[0], rec.stderr
     assert len(_kinds(root, "journal")) == 1  # untouched, for when it is writable again
+
+
+PACKAGE = Path(__file__).resolve().parents[1] / "operating_platform"
+NAMED = re.compile(r"`(dorobot (?:recover|verify|record|find-cameras)[^`]*)`")
+
+
+def test_every_command_a_message_names_is_one_that_runs(tmp_path: Path) -> None:
+    # Each `dorobot ...` the program tells the operator to type, with its placeholders filled in
+    # for a real dataset, must be a command line the program takes (argparse exits 2 otherwise).
+    root = tmp_path / "ds"
+    assert run_session(root, episodes=1).returncode == 0
+    templates = {m for path in PACKAGE.rglob("*.py") for m in NAMED.findall(path.read_text())}
+    assert len(templates) >= 8, templates
+    commands = set()
+    for template in templates:
+        for flag in ("--salvage-partial", "--retry-failed"):
+            command = re.sub(r"\{flag\}", flag, template)
+            command = re.sub(r"\{[^}]*\}|NEW_PLACE|ROOT", str(root), command)
+            if command in ("dorobot recover", "dorobot verify"):
+                command += f" {root}"
+            commands.add(command)
+    for command in sorted(commands):
+        argv = shlex.split(command)[1:]
+        if argv[0] == "record":
+            argv += ["--help"]  # a session would record; its flags are what is checked
+        if argv[0] == "find-cameras":
+            argv += ["--output-dir", str(tmp_path / "stills")]
+        done = subprocess.run(
+            [sys.executable, "-m", "operating_platform.cli", *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode != 2 and "usage:" not in done.stderr, (command, done.stderr)

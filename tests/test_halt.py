@@ -10,6 +10,8 @@ import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from operating_platform.core.record import CaptureStats
 from operating_platform.core.status import render
 from tests.conftest import (
@@ -23,7 +25,8 @@ from tests.conftest import (
 )
 
 
-def test_save_returns_at_once_when_saving_has_halted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("then", ["recover", "resume"])
+def test_save_returns_at_once_when_saving_has_halted(tmp_path: Path, then: str) -> None:
     # Every encode of episode 1 finds the disk full: the saver halts with episode 1 still
     # waiting, so with one slot the next save() finds the queue full. It must not wait for a
     # slot that can never free up: the session stops with the cause, everything kept.
@@ -46,11 +49,18 @@ def test_save_returns_at_once_when_saving_has_halted(tmp_path: Path) -> None:
     assert episode_lengths(root) == [queued[0]]
     assert_valid(root, episodes=1)
 
-    # The cause is gone: recovery finishes every episode that was ended, in order.
-    rec = run_recover(root)
+    # The cause is gone: recovery, or the next session's start, finishes every episode that was
+    # ended, in order.
+    if then == "recover":
+        rec = run_recover(root)
+    else:
+        flags = [f"--record.root={root}", "--record.num_episodes=1", "--record.episode_time_s=0.5"]
+        rec = run_record(*FAST, "--record.repo_id=lab/halt", *flags, "--record.resume=true")
     assert rec.returncode == 0, rec.stdout + rec.stderr
     lengths = episode_lengths(root)
     assert len(lengths) >= 2 and lengths[: len(queued)] == [queued[i] for i in sorted(queued)]
+    if then == "resume":  # and the session's own episode after them
+        assert lengths[-1] == 15 and len(lengths) >= len(queued) + 1
     assert_valid(root)
 
 

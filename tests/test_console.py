@@ -4,8 +4,10 @@ terminal left sane on every way out."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -46,11 +48,13 @@ class Terminal:
 def terminal(tmux: Tmux) -> callable:
     started: list[str] = []
 
-    def start(*flags: str) -> Terminal:
+    def start(*flags: str, own_group: bool = False) -> Terminal:
         name = f"{SESSION}-{len(started)}"
         command = shlex.join([sys.executable, "-m", "operating_platform.core.main", *flags])
         # After the program, print its exit code and the terminal's modes, then linger to be read.
         script = f"{command}; echo EXIT=$?; stty -a | tr '\\n' ' '; echo; echo DONE; sleep 600"
+        if own_group:  # job control: the program runs in a process group of its own, as from a shell
+            script = f"set -m; {script}"
         env = f"PYTHONPATH={shlex.quote(str(PLUGINS_DIR))} DOROBOT_PLUGINS=faulty_robot"
         shell = f"env {env} bash -c {shlex.quote(script)}"
         tmux("new-session", "-d", "-s", name, "-x", "220", "-y", "50", shell)
@@ -113,7 +117,7 @@ def test_keys_record_discard_pause_and_exit(terminal, tmp_path: Path) -> None:
     assert _sane(screen), screen
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "exception"])
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "sigterm-group", "sighup-group", "exception"])
 def test_terminal_is_restored(terminal, tmp_path: Path, how: str) -> None:
     root = tmp_path / "ds"
     flags = [
@@ -125,20 +129,22 @@ def test_terminal_is_restored(terminal, tmp_path: Path, how: str) -> None:
     ]
     if how == "exception":  # a robot plugin whose disconnect() raises, while the terminal is raw
         flags += ["--robot.type=faulty_sim", "--robot.fault=disconnect"]
-    term = terminal(*flags)
+    term = terminal(*flags, own_group=how.endswith("-group"))
     term.wait_for("REC ep 0")
     time.sleep(0.5)
+    # The recorder itself, not the shell around it (whose command line names the root too).
+    recorder = ["pgrep", "-f", f"^{sys.executable} -m operating_platform.*{root}"]
     if how == "ctrl-c":
         term.send("C-c")
     elif how == "sigterm":
-        # The recorder itself, not the shell around it (whose command line names the root too).
-        subprocess.run(
-            ["pkill", "-TERM", "-f", f"^{sys.executable} -m operating_platform.*{root}"], check=True
-        )
+        subprocess.run(["pkill", "-TERM", *recorder[1:]], check=True)
+    elif how.endswith("-group"):  # as systemd, Docker or `kill -- -PGID` send it: to every process
+        pid = int(subprocess.run(recorder, capture_output=True, text=True, check=True).stdout.split()[0])
+        os.killpg(os.getpgid(pid), signal.SIGTERM if how == "sigterm-group" else signal.SIGHUP)
     else:
         term.send("e")
     screen = term.wait_for("DONE")
-    expected = {"ctrl-c": 130, "sigterm": 143, "exception": 1}[how]
+    expected = {"ctrl-c": 130, "sigterm": 143, "sigterm-group": 143, "sighup-group": 129, "exception": 1}[how]
     assert _exit_code(screen) == expected, screen
     if how == "exception":
         assert "disconnect failed" in screen

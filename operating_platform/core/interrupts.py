@@ -7,7 +7,8 @@ finishes what was left.
 
 SIGHUP means the terminal is gone (an SSH connection dropped): every later write to it would
 fail with EIO, so the terminal's descriptors are pointed at /dev/null and the session finishes
-its saves with the log file in `.dorobot/logs/` as its only record. A hang-up is never taken
+its saves with the log file in `.dorobot/logs/` as its only record. A SIGHUP sent while the
+terminal is still there (`kill -HUP`) leaves it restored first, in its normal mode. A hang-up is never taken
 as the "second" signal: nobody is at that terminal to ask for a hurried exit. A SIGHUP already
 ignored when the session starts (`nohup`) stays ignored.
 """
@@ -30,11 +31,13 @@ HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 class Interrupts:
     """Turns SIGINT/SIGTERM/SIGHUP into a stop request while installed (as a context manager)."""
 
-    def __init__(self, second_message: str, on_exit_now: Callable[[], None] | None = None) -> None:
+    def __init__(self, second_message: str, restore_terminal: Callable[[], None] | None = None) -> None:
         self.requested = threading.Event()
         self.signum: int | None = None
         self._second_message = second_message
-        self._on_exit_now = on_exit_now  # e.g. restore the terminal: os._exit skips every finally
+        # Called before an immediate exit (os._exit skips every finally) and before the
+        # terminal is let go of on a hang-up; harmless on a terminal that is gone.
+        self._restore_terminal = restore_terminal
         self._previous: dict[int, object] = {}
         self._terminal_fds: list[int] = []
 
@@ -48,8 +51,8 @@ class Interrupts:
             if self.requested.is_set():
                 return
         if self.requested.is_set():
-            if self._on_exit_now is not None:
-                self._on_exit_now()
+            if self._restore_terminal is not None:
+                self._restore_terminal()
             with contextlib.suppress(OSError):
                 sys.stderr.write(f"\n{signal.Signals(signum).name} again: {self._second_message}\n")
                 sys.stderr.flush()
@@ -65,6 +68,10 @@ class Interrupts:
         """Point the descriptors that were the terminal at /dev/null, so writes keep succeeding."""
         if not self._terminal_fds:
             return
+        if self._restore_terminal is not None:
+            self._restore_terminal()
+        with contextlib.suppress(OSError):  # below the status line, which stays as it was
+            os.write(self._terminal_fds[-1], b"\n")
         devnull = os.open(os.devnull, os.O_RDWR)
         try:
             for fd in self._terminal_fds:

@@ -82,7 +82,7 @@ def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:
     again = f"exiting now; nothing captured is lost: `dorobot recover {root}` finishes the saves"
     code = EXIT_OK
     preview = CameraPreview(record).start() if rc.display == "opencv" else None
-    with Interrupts(again, on_exit_now=keys.restore if keys else None) as interrupts:
+    with Interrupts(again, restore_terminal=keys.restore if keys else None) as interrupts:
         if keys is not None:
             keys.on_hang_up = interrupts.hang_up
         try:

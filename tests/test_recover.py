@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from operating_platform.dataset.dorobot_dataset import DoRobotDataset
 from operating_platform.robots import SimRobotConfig, make_robot
 from tests.conftest import (
@@ -17,6 +19,7 @@ from tests.conftest import (
     assert_valid,
     episode_lengths,
     error_lines,
+    run_record,
     run_recover,
     run_session,
     start_record,
@@ -94,13 +97,23 @@ def _dataset_with_ended_episodes(root: Path, episodes: int) -> None:
     ds.close()
 
 
-def test_recovery_on_a_disk_still_full_keeps_every_journal_and_says_what_it_needs(small_disk: Path) -> None:
+def _resume(root: Path) -> subprocess.CompletedProcess:
+    """The next session's start, which recovers first."""
+    flags = [f"--record.root={root}", "--record.num_episodes=1", "--record.episode_time_s=0.3"]
+    size = ["--robot.camera_width=64", "--robot.camera_height=48"]  # the dataset's
+    return run_record(*FAST, *size, "--record.repo_id=lab/rec", *flags, "--record.resume=true")
+
+
+@pytest.mark.parametrize("how", ["recover", "resume"])
+def test_recovery_on_a_disk_still_full_keeps_every_journal_and_says_what_it_needs(
+    small_disk: Path, how: str
+) -> None:
     root = small_disk / "ds"
     _dataset_with_ended_episodes(root, 3)
     ballast = small_disk / "ballast"
     _fill(ballast)
 
-    rec = run_recover(root)
+    rec = run_recover(root) if how == "recover" else _resume(root)
     assert rec.returncode == 1, rec.stdout + rec.stderr
     errors = error_lines(rec.stderr)
     assert len(errors) == 1 and "full" in errors[0] and "free at least" in errors[0], rec.stderr
@@ -110,10 +123,11 @@ def test_recovery_on_a_disk_still_full_keeps_every_journal_and_says_what_it_need
     assert_valid(root, episodes=0)
 
     ballast.unlink()
-    rec = run_recover(root)
+    rec = run_recover(root) if how == "recover" else _resume(root)
     assert rec.returncode == 0, rec.stdout + rec.stderr
-    assert episode_lengths(root) == [10, 11, 12]
-    assert_valid(root, episodes=3)
+    expected = [10, 11, 12] if how == "recover" else [10, 11, 12, 9]  # and the session's own
+    assert episode_lengths(root) == expected
+    assert_valid(root, episodes=len(expected))
 
 
 def test_recover_on_a_read_only_dataset_is_one_line(small_disk: Path) -> None:

@@ -31,6 +31,26 @@ def _bash_block(first_word: str) -> str:
     raise AssertionError(f"no bash block starting with {first_word!r} in the README")
 
 
+def _reader_env(**extra: str) -> dict[str, str]:
+    """A reader's shell with this environment active: its `dorobot` and `dora` on PATH, no PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DOROBOT_PLUGINS")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, **extra}
+
+
+def _typed(command: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """`command` as a reader types it in `cwd`."""
+    return subprocess.run(
+        ["bash", "-c", command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=_reader_env(**env),
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def test_own_robot_example_records(tmp_path: Path) -> None:
     # As a reader would: my_arm.py in the folder they are in, the command typed as shown, the
     # installed `dorobot` on PATH, nothing on PYTHONPATH.
@@ -39,18 +59,7 @@ def test_own_robot_example_records(tmp_path: Path) -> None:
     (work / "my_arm.py").write_text(_python_block("# my_arm.py"))
     command = _bash_block("DOROBOT_PLUGINS=my_arm dorobot record")
     home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DOROBOT_PLUGINS")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["DOROBOT_HOME"] = str(home)
-    proc = subprocess.run(
-        ["bash", "-c", command],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = _typed(command, work, DOROBOT_HOME=str(home))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     root = home / "dataset" / "lab" / "pick"
     assert_valid(root)
@@ -86,26 +95,16 @@ def test_simulated_dataflow_runs_as_the_readme_shows(tmp_path: Path) -> None:
     dataflow = _bash_block("python3 -m venv .venv && . .venv/bin/activate").splitlines()[-1]
     record = _bash_block(". .venv/bin/activate && dorobot record").removeprefix(". .venv/bin/activate && ")
     assert dataflow == "dora run examples/dorobot_sim/dataflow.yml"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     terminal_1 = subprocess.Popen(
         ["bash", "-c", dataflow],
         cwd=tmp_path,
-        env=env,
+        env=_reader_env(),
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        terminal_2 = subprocess.run(
-            ["bash", "-c", record],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
+        terminal_2 = _typed(record, tmp_path)
     finally:
         os.killpg(terminal_1.pid, signal.SIGINT)  # Ctrl-C, as the README says
         terminal_1.wait(30)

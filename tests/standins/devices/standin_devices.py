@@ -60,42 +60,13 @@ class StandinCamera:
         return self.image
 
 
-@RobotConfig.register_subclass("standin_follower")
-@dataclass(kw_only=True)
-class StandinFollowerConfig(RobotConfig):
-    """The simulated follower's settings: LeRobot's follower fields, and the tests' own."""
+class _SimulatedBus:
+    """What the simulated follower and leader share: a serial bus that connects (or fails to, as
+    LeRobot's motor bus says it), needs no calibration, and logs connect and disconnect."""
 
-    port: str
-    cameras: dict[str, CameraConfig] = field(default_factory=dict)
-    max_relative_target: float | None = None
-    log_file: str | None = None
-    fail_connect: bool = False
-    fail_after: int = 0  # get_observation fails once it has answered this many times; 0: never
-
-
-class StandinFollower(Robot):
-    """A follower arm on a simulated bus; its cameras are `standin` cameras."""
-
-    config_class = StandinFollowerConfig
-    name = "standin_follower"
-
-    def __init__(self, config: StandinFollowerConfig) -> None:
-        super().__init__(config)
-        self.config = config
-        self.cameras = {name: StandinCamera(cam) for name, cam in config.cameras.items()}
-        self.position = {key: 10.0 * i for i, key in enumerate(JOINTS)}
-        self.goal = dict(self.position)
-        self.observations = 0
-        self._connected = False
-
-    @property
-    def observation_features(self) -> dict:
-        cams = {name: (cam.height, cam.width, 3) for name, cam in self.config.cameras.items()}
-        return {**JOINTS, **cams}
-
-    @property
-    def action_features(self) -> dict:
-        return dict(JOINTS)
+    config: Any
+    name: str
+    _connected = False
 
     @property
     def is_connected(self) -> bool:
@@ -121,6 +92,49 @@ class StandinFollower(Robot):
 
     def configure(self) -> None:
         pass
+
+    def disconnect(self) -> None:
+        if not self._connected:
+            raise RuntimeError(f"{self} is not connected")
+        self._connected = False
+        _log(self.config.log_file, self.name, "disconnect")
+
+
+@RobotConfig.register_subclass("standin_follower")
+@dataclass(kw_only=True)
+class StandinFollowerConfig(RobotConfig):
+    """The simulated follower's settings: LeRobot's follower fields, and the tests' own."""
+
+    port: str
+    cameras: dict[str, CameraConfig] = field(default_factory=dict)
+    max_relative_target: float | None = None
+    log_file: str | None = None
+    fail_connect: bool = False
+    fail_after: int = 0  # get_observation fails once it has answered this many times; 0: never
+
+
+class StandinFollower(_SimulatedBus, Robot):
+    """A follower arm on a simulated bus; its cameras are `standin` cameras."""
+
+    config_class = StandinFollowerConfig
+    name = "standin_follower"
+
+    def __init__(self, config: StandinFollowerConfig) -> None:
+        super().__init__(config)
+        self.config = config
+        self.cameras = {name: StandinCamera(cam) for name, cam in config.cameras.items()}
+        self.position = {key: 10.0 * i for i, key in enumerate(JOINTS)}
+        self.goal = dict(self.position)
+        self.observations = 0
+
+    @property
+    def observation_features(self) -> dict:
+        cams = {name: (cam.height, cam.width, 3) for name, cam in self.config.cameras.items()}
+        return {**JOINTS, **cams}
+
+    @property
+    def action_features(self) -> dict:
+        return dict(JOINTS)
 
     def get_observation(self) -> dict[str, Any]:
         if not self._connected:
@@ -148,12 +162,6 @@ class StandinFollower(Robot):
         _log(self.config.log_file, self.name, "send_action", goal)
         return dict(goal)
 
-    def disconnect(self) -> None:
-        if not self._connected:
-            raise RuntimeError(f"{self} is not connected")
-        self._connected = False
-        _log(self.config.log_file, self.name, "disconnect")
-
 
 @TeleoperatorConfig.register_subclass("standin_leader")
 @dataclass(kw_only=True)
@@ -166,7 +174,7 @@ class StandinLeaderConfig(TeleoperatorConfig):
     fail_after: int = 0  # get_action fails once it has answered this many times; 0: never
 
 
-class StandinLeader(Teleoperator):
+class StandinLeader(_SimulatedBus, Teleoperator):
     """A leader arm whose joints sweep wide, faster than a follower limited to small steps follows."""
 
     config_class = StandinLeaderConfig
@@ -176,7 +184,6 @@ class StandinLeader(Teleoperator):
         super().__init__(config)
         self.config = config
         self.actions = 0
-        self._connected = False
 
     @property
     def action_features(self) -> dict:
@@ -185,29 +192,6 @@ class StandinLeader(Teleoperator):
     @property
     def feedback_features(self) -> dict:
         return {}
-
-    @property
-    def is_connected(self) -> bool:
-        return self._connected
-
-    @property
-    def is_calibrated(self) -> bool:
-        return True
-
-    def connect(self, calibrate: bool = True) -> None:
-        if self.config.fail_connect:
-            raise ConnectionError(
-                f"Could not connect on port '{self.config.port}'. Make sure you are using the correct "
-                "port.\nTry running `lerobot-find-port`\n"
-            )
-        self._connected = True
-        _log(self.config.log_file, self.name, "connect")
-
-    def calibrate(self) -> None:
-        pass
-
-    def configure(self) -> None:
-        pass
 
     def get_action(self) -> dict[str, float]:
         if not self._connected:
@@ -222,9 +206,3 @@ class StandinLeader(Teleoperator):
 
     def send_feedback(self, feedback: dict[str, Any]) -> None:
         pass
-
-    def disconnect(self) -> None:
-        if not self._connected:
-            raise RuntimeError(f"{self} is not connected")
-        self._connected = False
-        _log(self.config.log_file, self.name, "disconnect")

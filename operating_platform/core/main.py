@@ -22,7 +22,7 @@ from operating_platform.core.session import Session
 from operating_platform.core.status import SaveProgressBars, SaveProgressLines, StatusLine
 from operating_platform.dataset.dorobot_dataset import DatasetError
 from operating_platform.robots import Robot, make_robot
-from operating_platform.robots.base import describe_connect_failure
+from operating_platform.robots.base import FeatureClash, describe_connect_failure
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -54,13 +54,11 @@ def record_session(cfg: ControlPipelineConfig) -> int:
             _error(describe_connect_failure(cfg.robot, exc))
             return EXIT_FAILED
         try:
-            robot.features  # noqa: B018  # a camera named twice shows once the cameras are known
-        except ValueError as exc:
+            record = Record(fps=rc.fps, robot=robot, record_cfg=rc)
+        except FeatureClash as exc:  # a camera named twice shows once the cameras are known
             _close_quietly(robot)
             _error(str(exc))
             return EXIT_USAGE
-        try:
-            record = Record(fps=rc.fps, robot=robot, record_cfg=rc)
         except BaseException:
             _close_quietly(robot)  # the dataset's error is the one to report
             raise

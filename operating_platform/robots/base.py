@@ -26,6 +26,10 @@ from operating_platform.streams import Arrival
 VIDEO_NAMES = ["height", "width", "channels"]
 
 
+class FeatureClash(ValueError):
+    """Two sources of one feature: a carried camera named like one of the robot's own."""
+
+
 @dataclasses.dataclass
 class RobotConfig(draccus.ChoiceRegistry, abc.ABC):
     """Base of every robot's settings; `--robot.type=NAME` selects the registered subclass."""
@@ -126,7 +130,7 @@ class Robot(abc.ABC):
         shapes = dict(self.camera_shapes)
         for name, camera in self.cameras.items():
             if name in shapes:
-                raise ValueError(f"--robot.cameras: {name!r} is already a camera of {self.config.type}")
+                raise FeatureClash(f"--robot.cameras: {name!r} is already a camera of {self.config.type}")
             shapes[name] = camera.shape
         for cam, shape in shapes.items():
             feats[f"observation.images.{cam}"] = {

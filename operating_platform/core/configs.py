@@ -106,18 +106,18 @@ def _list_shared_robot_flags_once(parser: argparse.ArgumentParser) -> None:
     """Every robot type has the settings of `RobotConfig` (cameras, ...): list them once, under
     "robot", rather than again under each type."""
     shared = {f"--robot.{f.name}" for f in dataclasses.fields(RobotConfig)}
-    groups = {group.title: group for group in parser._action_groups}
-    robot = groups.get("robot")
+    robot = next((g for g in parser._action_groups if g.title == "robot"), None)
     if robot is None:
         return
+    listed = {a.option_strings[0] for a in robot._group_actions}
     for group in parser._action_groups:
-        if group is robot or not (group.title or "").startswith("--robot.type="):
+        if not (group.title or "").startswith("--robot.type="):
             continue
         for action in [a for a in group._group_actions if a.option_strings[0] in shared]:
             group._group_actions.remove(action)
-            if action.option_strings[0] in {a.option_strings[0] for a in robot._group_actions}:
-                continue
-            robot._group_actions.append(action)
+            if action.option_strings[0] not in listed:
+                listed.add(action.option_strings[0])
+                robot._group_actions.append(action)
 
 
 def _raise_config_error(message: str) -> None:

@@ -8,9 +8,9 @@ finishes what was left.
 SIGHUP means the terminal is gone (an SSH connection dropped): every later write to it would
 fail with EIO, so the terminal's descriptors are pointed at /dev/null and the session finishes
 its saves with the log file in `.dorobot/logs/` as its only record. A SIGHUP sent while the
-terminal is still there (`kill -HUP`) leaves it restored first, in its normal mode. A hang-up is never taken
-as the "second" signal: nobody is at that terminal to ask for a hurried exit. A SIGHUP already
-ignored when the session starts (`nohup`) stays ignored.
+terminal is still there (`kill -HUP`) leaves it restored first, in its normal mode. A hang-up
+is never taken as the "second" signal: nobody is at that terminal to ask for a hurried exit.
+A SIGHUP already ignored when the session starts (`nohup`) stays ignored.
 """
 
 from __future__ import annotations

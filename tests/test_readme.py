@@ -110,3 +110,33 @@ def test_simulated_dataflow_runs_as_the_readme_shows(tmp_path: Path) -> None:
         terminal_1.wait(30)
     assert terminal_2.returncode == 0, terminal_2.stdout + terminal_2.stderr
     assert_valid(tmp_path / "dora_dataset", episodes=2)
+
+
+def _yaml_block(first_line: str) -> str:
+    for block in re.findall(r"```yaml\n(.*?)```", README, flags=re.S):
+        if block.startswith(first_line):
+            return block
+    raise AssertionError(f"no yaml block starting with {first_line!r} in the README")
+
+
+def test_so101_session_file_is_read_as_the_readme_says(tmp_path: Path) -> None:
+    # Saved as the README names it and read by the program (the arms and cameras themselves need
+    # hardware; LeRobot's device API is the tests' stand-in, as LeRobot is not installed here).
+    (tmp_path / "so101.yaml").write_text(_yaml_block("# so101.yaml"))
+    standins = Path(__file__).resolve().parent / "standins"
+    path = os.pathsep.join(str(standins / part) for part in ("lerobot_api", "devices"))
+    check = (
+        "from operating_platform.core.configs import parse_config\n"
+        "cfg = parse_config(['--config_path=so101.yaml'])\n"
+        "print(cfg.robot.type, sorted(cfg.robot.cameras), cfg.robot.robot['port'], cfg.record.repo_id)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_reader_env(PYTHONPATH=path),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["lerobot", "['top',", "'wrist']", "/dev/ttyACM0", "lab/pick_cube"]

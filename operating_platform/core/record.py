@@ -160,6 +160,7 @@ class Record:
                 video=record_cfg.video_settings,
                 resume=record_cfg.resume,
                 salvage_partial=record_cfg.salvage_partial,
+                codebase_version=record_cfg.format,
             )
         self.dataset = dataset
         self.async_saver: AsyncEpisodeSaver | None = None

@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
+from operating_platform.dataset.metadata import FORMATS
 from operating_platform.dataset.video import EncoderRefused, VideoSettings, check_encoder, probe_encoder
 
 # `user/name`, as the Hugging Face hub names datasets and LeRobot's loader expects them.
@@ -57,6 +58,9 @@ class RecordConfig:
     # On recovery, commit the intact frames of the episode being recorded when a session was
     # interrupted as an episode of its own (otherwise it is set aside whole in .dorobot/partial).
     salvage_partial: bool = False
+    # Dataset layout: "v2.1" (LeRobot 0.3 and DoRobot) or "v3.0" (LeRobot 0.4 and later).
+    # Default: v2.1 for a new dataset; a resumed dataset keeps its own.
+    format: str | None = None
     # Save episodes in the background so the operator never waits.
     use_async_save: bool = True
     # Episodes that may wait to be saved before `save()` waits for a free slot.
@@ -91,6 +95,8 @@ class RecordConfig:
         if self.root is not None and (not self.root.strip() or ".." in PurePath(self.root).parts):
             raise ConfigError(f"--record.root={self.root!r} must be a folder path without '..'")
         self._check_root()
+        if self.format is not None and self.format not in FORMATS:
+            raise ConfigError(f"--record.format must be {' or '.join(FORMATS)} (got {self.format!r})")
         _at_least("fps", self.fps, 1, upper=1000)
         _at_least("num_episodes", self.num_episodes, 1)
         _at_least("episode_time_s", self.episode_time_s, 0)

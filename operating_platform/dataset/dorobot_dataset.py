@@ -1,4 +1,4 @@
-"""The entry point for recording into a LeRobot v2.1 dataset.
+"""The entry point for recording into a LeRobot dataset (v2.1 or v3.0).
 
 `DoRobotDataset` takes frames into the episode journal as they are captured and turns closed
 journals into committed episodes; `DoRobotDatasetMetadata` (metadata.py) owns `meta/`.
@@ -19,7 +19,12 @@ from operating_platform.dataset.finalize import finalize_journal
 from operating_platform.dataset.fsutil import make_dirs_within
 from operating_platform.dataset.journal import JournalWriter, new_journal_id
 from operating_platform.dataset.lock import FileLock, lock_session
-from operating_platform.dataset.metadata import INFO_PATH, DatasetError, DoRobotDatasetMetadata
+from operating_platform.dataset.metadata import (
+    DEFAULT_FORMAT,
+    INFO_PATH,
+    DatasetError,
+    DoRobotDatasetMetadata,
+)
 from operating_platform.dataset.recovery import recover_dataset
 from operating_platform.dataset.video import PIX_FMT, VideoSettings
 
@@ -56,11 +61,14 @@ class DoRobotDataset:
         video: VideoSettings | None = None,
         resume: bool = False,
         salvage_partial: bool = False,
+        codebase_version: str | None = None,
     ) -> DoRobotDataset:
         """Open `root` for recording: a new dataset, or with `resume` the existing one to append to.
 
-        Resuming first recovers whatever an earlier session left unfinished. The dataset stays
-        locked against other dorobot processes while this object lives.
+        A new dataset gets the layout `codebase_version` (v2.1 unless given); a resumed one keeps
+        its own, and asking for another is refused. Resuming first recovers whatever an earlier
+        session left unfinished. The dataset stays locked against other dorobot processes while
+        this object lives.
         """
         root = Path(root)
         if resume and (root / INFO_PATH).exists():
@@ -72,11 +80,19 @@ class DoRobotDataset:
                 lock.release()
                 raise DatasetError(report.no_space)
             meta = DoRobotDatasetMetadata.load(root)
+            if codebase_version not in (None, meta.codebase_version):
+                lock.release()
+                raise DatasetError(
+                    f"cannot resume {root} as {codebase_version}: it is a {meta.codebase_version} dataset; "
+                    f"resume it as it is, or convert it first: dorobot convert {root} --to {codebase_version}"
+                )
             meta.check_compatible(fps, robot_type, features)
             video = video or VideoSettings()
             meta.check_video(video.vcodec, video.stream_codec, PIX_FMT)
         else:
-            meta = DoRobotDatasetMetadata.create(root, fps, robot_type, features)
+            meta = DoRobotDatasetMetadata.create(
+                root, fps, robot_type, features, codebase_version or DEFAULT_FORMAT
+            )
             lock = lock_session(root)
         dataset = cls(meta, repo_id, video or VideoSettings())
         dataset._lock = lock

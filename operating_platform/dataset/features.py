@@ -68,17 +68,21 @@ def _arrow_type(ft: dict[str, Any]) -> pa.DataType:
     return pa.list_(pa.field("element", scalar), ft["shape"][0])
 
 
-def _hf_feature(ft: dict[str, Any]) -> dict[str, Any]:
+def _hf_feature(ft: dict[str, Any], list_type: str) -> dict[str, Any]:
     value = {"dtype": ft["dtype"], "_type": "Value"}
     if ft["shape"] == [1] and ft["names"] is None:
         return value
-    return {"feature": value, "length": ft["shape"][0], "_type": "Sequence"}
+    return {"feature": value, "length": ft["shape"][0], "_type": list_type}
 
 
-def arrow_schema(features: dict[str, dict[str, Any]]) -> pa.Schema:
-    """The episode parquet schema, with the `huggingface` metadata the LeRobot loader reads."""
+def arrow_schema(features: dict[str, dict[str, Any]], list_type: str = "Sequence") -> pa.Schema:
+    """The episode parquet schema, with the `huggingface` metadata the LeRobot loader reads.
+
+    `list_type` names vector features as the `datasets` release of the layout's LeRobot does:
+    "Sequence" (v2.1, datasets 3) or "List" (v3.0, datasets 4).
+    """
     keys = parquet_keys(features)
-    hf = {"info": {"features": {k: _hf_feature(features[k]) for k in keys}}}
+    hf = {"info": {"features": {k: _hf_feature(features[k], list_type) for k in keys}}}
     fields = [pa.field(k, _arrow_type(features[k])) for k in keys]
     return pa.schema(fields, metadata={"huggingface": json.dumps(hf)})
 

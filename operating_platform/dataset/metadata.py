@@ -1,38 +1,33 @@
-"""The dataset's `meta/` folder: info.json and the three JSONL files of LeRobot v2.1.
+"""The dataset's `meta/` folder, whatever its layout: info.json and what goes with it.
 
-`DoRobotDatasetMetadata` is their only writer: every change goes through `_meta_lock`, and
+`DoRobotDatasetMetadata` is its only writer: every change goes through `_meta_lock`, and
 info.json is replaced by atomic rename, last, so its counters never point at data that is not
-there.
+there. What differs between LeRobot's layouts (where an episode's files go, which files list
+the episodes) lives in one subclass per layout: `formats/v21.py` and `formats/v30.py`.
+`create` and `load` pick the subclass; the rest of the program never asks which it has.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
-import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+import pyarrow as pa
 
 from operating_platform import faults
-from operating_platform.dataset.features import video_keys, with_default_features
-from operating_platform.dataset.fsutil import (
-    append_lines_durable,
-    fsync_dir,
-    write_json_atomic,
-)
+from operating_platform.dataset.features import arrow_schema, video_keys, with_default_features
+from operating_platform.dataset.fsutil import fsync_dir, write_json_atomic
 
-CODEBASE_VERSION = "v2.1"
-CHUNKS_SIZE = 1000
-DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
-VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
 INFO_PATH = "meta/info.json"
-TASKS_PATH = "meta/tasks.jsonl"
-EPISODES_PATH = "meta/episodes.jsonl"
-EPISODES_STATS_PATH = "meta/episodes_stats.jsonl"
 PRIVATE_DIR = ".dorobot"
+CHUNKS_SIZE = 1000
+FORMATS = ("v2.1", "v3.0")
+DEFAULT_FORMAT = "v2.1"
 # The encoder to suggest for a dataset's video codec.
 ENCODER_FOR = {
     "h264": "libx264",
@@ -45,16 +40,6 @@ ENCODER_FOR = {
 
 class DatasetError(RuntimeError):
     """The dataset folder cannot be used as asked; the message says why and what to do."""
-
-
-def _jsonl_line(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False)
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _strip_video_info(features: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -78,7 +63,13 @@ class EpisodeRecord:
 
 
 class DoRobotDatasetMetadata:
-    """Reads and writes `meta/` of one dataset; thread-safe, and never ahead of the data on disk."""
+    """Reads and writes `meta/` of one dataset; thread-safe, and never ahead of the data on disk.
+
+    `create` and `load` return the subclass of the dataset's layout (`codebase_version`).
+    """
+
+    codebase_version: ClassVar[str] = ""
+    hf_list_type: ClassVar[str] = "Sequence"  # see features.arrow_schema
 
     def __init__(self, root: Path, info: dict[str, Any], tasks: list[str], lengths: list[int]) -> None:
         self.root = Path(root)
@@ -90,12 +81,34 @@ class DoRobotDatasetMetadata:
 
     # -- creation and loading ---------------------------------------------------------------
 
+    @staticmethod
+    def layout(codebase_version: str | None) -> type[DoRobotDatasetMetadata]:
+        """The class that reads and writes datasets of `codebase_version`."""
+        from operating_platform.dataset.formats import v21, v30
+
+        layouts: dict[str, type[DoRobotDatasetMetadata]] = {
+            v21.V21Metadata.codebase_version: v21.V21Metadata,
+            v30.V30Metadata.codebase_version: v30.V30Metadata,
+        }
+        if codebase_version not in layouts:
+            raise DatasetError(
+                f"unknown dataset format {codebase_version!r}: this program reads and writes "
+                f"{' and '.join(layouts)}"
+            )
+        return layouts[codebase_version]
+
     @classmethod
     def create(
-        cls, root: Path, fps: int, robot_type: str | None, features: dict[str, dict[str, Any]]
+        cls,
+        root: Path,
+        fps: int,
+        robot_type: str | None,
+        features: dict[str, dict[str, Any]],
+        codebase_version: str = DEFAULT_FORMAT,
     ) -> DoRobotDatasetMetadata:
-        """Start an empty dataset in `root`, which must not hold anything yet."""
+        """Start an empty dataset of the given layout in `root`, which must not hold anything yet."""
         root = Path(root)
+        layout = cls.layout(codebase_version)
         if root.exists() and any(root.iterdir()):
             unfinished = root / PRIVATE_DIR / "journal"
             if unfinished.exists() and any(unfinished.iterdir()):
@@ -108,26 +121,11 @@ class DoRobotDatasetMetadata:
                 "or choose another --record.root"
             )
         all_features = with_default_features(features)
-        info = {
-            "codebase_version": CODEBASE_VERSION,
-            "robot_type": robot_type,
-            "total_episodes": 0,
-            "total_frames": 0,
-            "total_tasks": 0,
-            "total_videos": 0,
-            "total_chunks": 0,
-            "chunks_size": CHUNKS_SIZE,
-            "fps": fps,
-            "splits": {"train": "0:0"},
-            "data_path": DATA_PATH,
-            "video_path": VIDEO_PATH if video_keys(all_features) else None,
-            "features": all_features,
-        }
+        info = layout.new_info(fps, robot_type, all_features)
         (root / "meta").mkdir(parents=True, exist_ok=True)
-        for rel in (TASKS_PATH, EPISODES_PATH, EPISODES_STATS_PATH):
-            (root / rel).touch()
+        layout.create_files(root)
         write_json_atomic(root / INFO_PATH, info)
-        return cls(root, info, [], [])
+        return layout(root, info, [], [])
 
     @staticmethod
     def read_info(root: Path) -> dict[str, Any]:
@@ -146,28 +144,65 @@ class DoRobotDatasetMetadata:
         """Open an existing dataset; refuse one whose metadata is damaged rather than guess."""
         root = Path(root)
         info = cls.read_info(root)
+        version = info.get("codebase_version")
+        if version not in FORMATS:
+            raise DatasetError(
+                f"{root} is a {version} dataset; only {' and '.join(FORMATS)} datasets can be appended to"
+            )
+        layout = cls.layout(version)
         try:
-            tasks_rows = _read_jsonl(root / TASKS_PATH)
-            episodes = _read_jsonl(root / EPISODES_PATH)
+            return layout.load_committed(root, info)
         except FileNotFoundError as exc:
             raise DatasetError(f"{root} is not a dataset: {exc.filename} is missing") from None
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, OSError) as exc:
             raise DatasetError(
                 f"{root}: damaged metadata ({exc}); run `dorobot verify {root}` for details"
             ) from None
-        if info.get("codebase_version") != CODEBASE_VERSION:
-            raise DatasetError(
-                f"{root} is a {info.get('codebase_version')} dataset; "
-                f"only {CODEBASE_VERSION} datasets can be appended to"
-            )
-        tasks = [row["task"] for row in sorted(tasks_rows, key=lambda r: r["task_index"])]
-        episodes = episodes[: info["total_episodes"]]
-        if len(episodes) != info["total_episodes"] or len(tasks) < info["total_tasks"]:
-            raise DatasetError(
-                f"{root}: info.json counts {info['total_episodes']} episodes but meta/ lists "
-                f"{len(episodes)}; run `dorobot verify {root}`"
-            )
-        return cls(root, info, tasks, [int(ep["length"]) for ep in episodes])
+
+    # -- what each layout provides ----------------------------------------------------------
+
+    @classmethod
+    def new_info(
+        cls, fps: int, robot_type: str | None, features: dict[str, dict[str, Any]]
+    ) -> dict[str, Any]:
+        """info.json of an empty dataset of this layout."""
+        raise NotImplementedError
+
+    @classmethod
+    def create_files(cls, root: Path) -> None:
+        """The metadata files an empty dataset of this layout has besides info.json."""
+
+    @classmethod
+    def load_committed(cls, root: Path, info: dict[str, Any]) -> DoRobotDatasetMetadata:
+        """Read what info.json counts; raise `DatasetError` if the files disagree with it."""
+        raise NotImplementedError
+
+    @classmethod
+    def trim_to_info(cls, root: Path, info: dict[str, Any], act: Callable[[str], None]) -> None:
+        """Recovery: cut the metadata files back to what info.json counts (a commit that never
+        reached info.json may have written ahead of it)."""
+        raise NotImplementedError
+
+    def data_path(self, episode_index: int) -> Path:
+        """The parquet holding a committed episode's rows, or where the next episode's go."""
+        raise NotImplementedError
+
+    def video_path(self, episode_index: int, video_key: str) -> Path:
+        """The video holding a committed episode's frames, or where the next episode's go."""
+        raise NotImplementedError
+
+    def _write_episode(self, record: EpisodeRecord, new_tasks: list[str]) -> Callable[[], None]:
+        """Write everything but info.json that lists the episode; returns how to undo it."""
+        raise NotImplementedError
+
+    def _episode_written(self, record: EpisodeRecord) -> None:
+        """The episode is committed: keep what `_write_episode` prepared."""
+
+    def _set_counters(self, info: dict[str, Any], episodes: int, frames: int, tasks: int) -> None:
+        info["total_episodes"] = episodes
+        info["total_frames"] = int(frames)
+        info["total_tasks"] = tasks
+        info["splits"] = {"train": f"0:{episodes}"}
 
     # -- what is committed ------------------------------------------------------------------
 
@@ -191,22 +226,16 @@ class DoRobotDatasetMetadata:
     def total_frames(self) -> int:
         return self.info["total_frames"]
 
+    def data_schema(self) -> pa.Schema:
+        """The schema of the dataset's data parquet files."""
+        return arrow_schema(self.features, self.hf_list_type)
+
     def episode_length(self, episode_index: int) -> int:
         return self._lengths[episode_index]
 
     @property
     def tasks(self) -> list[str]:
         return list(self._tasks)
-
-    def data_path(self, episode_index: int) -> Path:
-        chunk = episode_index // self.info["chunks_size"]
-        return self.root / DATA_PATH.format(episode_chunk=chunk, episode_index=episode_index)
-
-    def video_path(self, episode_index: int, video_key: str) -> Path:
-        chunk = episode_index // self.info["chunks_size"]
-        return self.root / VIDEO_PATH.format(
-            episode_chunk=chunk, video_key=video_key, episode_index=episode_index
-        )
 
     @property
     def private_dir(self) -> Path:
@@ -215,6 +244,15 @@ class DoRobotDatasetMetadata:
     def timing_path(self, episode_index: int) -> Path:
         """The episode's timing file (see `dataset/timing.py`): ours, never read by LeRobot."""
         return self.private_dir / "timing" / f"episode_{episode_index:06d}.parquet"
+
+    def committed_files(self) -> set[Path]:
+        """Every data, video and timing file of the committed episodes."""
+        files = set()
+        for i in range(self.total_episodes):
+            files.add(self.data_path(i))
+            files.add(self.timing_path(i))
+            files.update(self.video_path(i, key) for key in self.video_keys)
+        return files
 
     def check_compatible(self, fps: int, robot_type: str | None, features: dict[str, dict[str, Any]]) -> None:
         """Raise unless new episodes recorded with these settings belong in this dataset."""
@@ -268,10 +306,11 @@ class DoRobotDatasetMetadata:
             return self._tasks.index(task)
 
     def commit_episode(self, record: EpisodeRecord) -> None:
-        """Publish an episode whose data files are already in place: JSONL lines, then info.json.
+        """Publish an episode whose data files are already in place: the layout's lists, then
+        info.json.
 
-        If any write fails (a full disk), the JSONL files are cut back to where they were and
-        nothing in memory changes: the dataset is exactly as before the call.
+        If any write fails (a full disk), the lists are put back as they were and nothing in
+        memory changes: the dataset is exactly as before the call.
         """
         with self._meta_lock:
             if record.episode_index != self.total_episodes:
@@ -280,22 +319,11 @@ class DoRobotDatasetMetadata:
                 )
             needed = max(self._tasks.index(t) for t in record.tasks) + 1
             committed_tasks = max(needed, self._committed_tasks)
-            episode = {"episode_index": record.episode_index, "tasks": record.tasks, "length": record.length}
-            stats_line = {"episode_index": record.episode_index, "stats": record.stats}
-            appends = {
-                TASKS_PATH: [
-                    _jsonl_line({"task_index": i, "task": self._tasks[i]})
-                    for i in range(self._committed_tasks, committed_tasks)
-                ],
-                EPISODES_PATH: [_jsonl_line(episode)],
-                EPISODES_STATS_PATH: [_jsonl_line(stats_line)],
-            }
-            sizes = {rel: (self.root / rel).stat().st_size for rel in appends}
+            new_tasks = self._tasks[self._committed_tasks : committed_tasks]
             info = json.loads(json.dumps(self.info))
+            undo: Callable[[], None] = lambda: None  # noqa: E731 - nothing written yet
             try:
-                for rel, lines in appends.items():
-                    if lines:
-                        append_lines_durable(self.root / rel, lines)
+                undo = self._write_episode(record, new_tasks)
                 faults.pause("metadata")
                 self._set_counters(
                     info, len(self._lengths) + 1, sum(self._lengths) + record.length, committed_tasks
@@ -304,23 +332,13 @@ class DoRobotDatasetMetadata:
                     info["features"][key].setdefault("info", block)
                 write_json_atomic(self.root / INFO_PATH, info, sync_dir=False)  # the commit point
             except BaseException:
-                for rel, size in sizes.items():
-                    os.truncate(self.root / rel, size)
+                undo()
                 raise
             # Committed. A failing directory fsync now only weakens durability against a power
-            # cut; undoing the JSONL lines would contradict the info.json readers already see.
+            # cut; undoing the lists would contradict the info.json readers already see.
             with contextlib.suppress(OSError):
                 fsync_dir(self.root / "meta")
             self.info = info
             self._committed_tasks = committed_tasks
             self._lengths.append(record.length)
-
-    @staticmethod
-    def _set_counters(info: dict[str, Any], episodes: int, frames: int, tasks: int) -> None:
-        """Set info.json's counters for `episodes` committed episodes."""
-        info["total_episodes"] = episodes
-        info["total_frames"] = int(frames)
-        info["total_tasks"] = tasks
-        info["total_videos"] = episodes * len(video_keys(info["features"]))
-        info["total_chunks"] = math.ceil(episodes / info["chunks_size"])
-        info["splits"] = {"train": f"0:{episodes}"}
+            self._episode_written(record)

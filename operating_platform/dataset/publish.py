@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +18,6 @@ import pyarrow.parquet as pq
 
 from operating_platform import faults
 from operating_platform.dataset.encode import EncodedEpisode
-from operating_platform.dataset.features import arrow_schema, parquet_keys
 from operating_platform.dataset.fsutil import fsync_dir, fsync_file, make_dirs_within, write_json_atomic
 from operating_platform.dataset.journal import JournalError, JournalReader
 from operating_platform.dataset.journal_store import COMMIT_FILE, staging_dir
@@ -40,10 +38,9 @@ def _default_columns(length: int, fps: int, episode_index: int, start: int, task
     }
 
 
-def _parquet_table(columns: dict[str, np.ndarray], features: dict[str, dict[str, Any]]) -> pa.Table:
-    schema = arrow_schema(features)
+def _parquet_table(columns: dict[str, np.ndarray], schema: pa.Schema) -> pa.Table:
     arrays = []
-    for key in parquet_keys(features):
+    for key in schema.names:
         values = columns[key]
         arrow_type = schema.field(key).type
         if pa.types.is_fixed_size_list(arrow_type):
@@ -91,7 +88,7 @@ def commit_episode(
         make_dirs_within(meta.root, staged_parquet.parent)
         for _, final in moves:
             make_dirs_within(meta.root, final.parent)
-        pq.write_table(_parquet_table(columns, meta.features), staged_parquet, compression="snappy")
+        pq.write_table(_parquet_table(columns, meta.data_schema()), staged_parquet, compression="snappy")
         pq.write_table(timing_table(rows, encoded.length, meta.fps), staged_timing, compression="snappy")
         faults.check("fsync", episode_index, attempt)
         for staged, _ in moves:

@@ -2,9 +2,9 @@
 
 info.json is the commit point: an episode it counts is committed, anything else is not. So
 recovery
-1. trims the JSONL files to the lines info.json counts (a torn or extra line is from a commit
-   that never reached info.json) and removes files of episodes it does not count, along with
-   temporary files: the half-published episode is rolled back;
+1. trims the metadata files to what info.json counts (a torn or extra line or row is from a
+   commit that never reached info.json) and removes files of episodes it does not count, along
+   with temporary files: the half-published episode is rolled back;
 2. goes through the episode journals in recording order: a journal whose commit reached
    info.json is retired; every other closed journal (the episodes the operator had ended) is
    encoded and committed with the next index; the journal of the episode being recorded at the
@@ -27,9 +27,8 @@ from pathlib import Path
 
 from operating_platform import faults
 from operating_platform.dataset.diskspace import MB, MIN_FREE_BYTES, free_bytes, is_disk_full
-from operating_platform.dataset.features import video_keys
 from operating_platform.dataset.finalize import finalize_journal
-from operating_platform.dataset.fsutil import make_dirs_within, write_bytes_atomic, write_json_atomic
+from operating_platform.dataset.fsutil import make_dirs_within, write_json_atomic
 from operating_platform.dataset.journal import (
     CLOSED_FILE,
     HEADER_FILE,
@@ -52,11 +51,8 @@ from operating_platform.dataset.journal_store import (
 )
 from operating_platform.dataset.lock import ENCODER_LOCK, FileLock, lock_session
 from operating_platform.dataset.metadata import (
-    EPISODES_PATH,
-    EPISODES_STATS_PATH,
     INFO_PATH,
     PRIVATE_DIR,
-    TASKS_PATH,
     DatasetError,
     DoRobotDatasetMetadata,
 )
@@ -117,7 +113,7 @@ def recover_dataset(
         if not encoders.acquire(wait_s=ENCODER_WAIT_S):
             raise DatasetError(f"an encoder process of an earlier session still works in {root}; try again")
         info = DoRobotDatasetMetadata.read_info(root)
-        _trim_jsonl(root, info, act)
+        DoRobotDatasetMetadata.layout(info.get("codebase_version")).trim_to_info(root, info, act)
         meta = DoRobotDatasetMetadata.load(root)
         _roll_back_uncounted_files(meta, act)
         try:
@@ -140,40 +136,14 @@ def recover_dataset(
     return report
 
 
-def _trim_jsonl(root: Path, info: dict, act: Callable[[str], None]) -> None:
-    counts = {
-        TASKS_PATH: info["total_tasks"],
-        EPISODES_PATH: info["total_episodes"],
-        EPISODES_STATS_PATH: info["total_episodes"],
-    }
-    for rel, keep in counts.items():
-        path = root / rel
-        data = path.read_bytes() if path.exists() else b""
-        lines = data.split(b"\n")
-        complete = lines[:-1]  # the part after the last newline is torn (or empty)
-        if len(complete) < keep:
-            raise DatasetError(
-                f"{path}: {len(complete)} complete lines but info.json counts {keep}; "
-                f"this is damage recovery cannot undo, run `dorobot verify {root}`"
-            )
-        wanted = b"".join(line + b"\n" for line in complete[:keep])
-        if wanted != data:
-            write_bytes_atomic(path, wanted)
-            dropped = len(complete) - keep + (1 if lines[-1] else 0)
-            act(f"{rel}: removed {dropped} line(s) of a commit that never reached info.json")
-
-
 def _roll_back_uncounted_files(meta: DoRobotDatasetMetadata, act: Callable[[str], None]) -> None:
     """Take away what the dataset does not count: a half-published episode, temporary files.
 
     A half-published episode's videos go back to its journal's staging, where they may be the
     only copy of frames whose raw pixels were already released; anything else is deleted.
     """
-    expected = {meta.data_path(i) for i in range(meta.total_episodes)}
-    expected |= {meta.timing_path(i) for i in range(meta.total_episodes)}
-    keys = video_keys(meta.features)
-    for key in keys:
-        expected |= {meta.video_path(i, key) for i in range(meta.total_episodes)}
+    expected = meta.committed_files()
+    keys = meta.video_keys
     committing = _journals_being_committed(meta)
     returns = {
         meta.video_path(index, key): staging_dir(journal) / f"{key}.mp4"

@@ -1,0 +1,1 @@
+"""The dataset layouts LeRobot reads, one module each, behind `DoRobotDatasetMetadata`."""

@@ -146,6 +146,7 @@ class AsyncEpisodeSaver:
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._compact_due = False  # an episode was committed since files were last packed
         # Why saving stopped, when it cannot go on: the disk is full (every episode not yet
         # committed stays in its journal for `dorobot recover` once space is freed), or the
         # dataset folder disappeared. Nothing more is attempted; retries could not help.
@@ -336,8 +337,12 @@ class AsyncEpisodeSaver:
                     self._handle(message)
                 self._dispatch()
                 head = self._ready_head()
-                if self._closing and head is None:
-                    return
+                closing = self._closing and head is None
+            if closing:
+                self._compact(final=True)
+                return
+            if head is None and self._compact_due:
+                self._compact(final=False)
             if head is not None:
                 try:
                     self._finish(head)
@@ -445,9 +450,24 @@ class AsyncEpisodeSaver:
             return
         elapsed = time.monotonic() - (task.queued_at or time.monotonic())
         task.episode_index = index
+        self._compact_due = True
         self._retire(task, EpisodeState.COMPLETED)
         log.info(f"{PREFIX} ✓ Episode {index} saved successfully in {elapsed:.2f}s (frames={task.frames})")
         retire_journal(task.journal)
+
+    def _compact(self, final: bool) -> None:
+        """Pack committed episodes into LeRobot-sized files (v3.0), between commits.
+
+        Only an optimisation: the dataset is valid either way, so a failure is reported and left
+        for the next time (or `dorobot recover`), never held against an episode.
+        """
+        self._compact_due = False
+        if self.halted:
+            return
+        try:
+            self.meta.compact(final, say=lambda line: log.info(f"{PREFIX} {line}"))
+        except Exception as exc:
+            log.warning(f"{PREFIX} packing files failed ({type(exc).__name__}: {exc}); tried again later")
 
     def _retire(self, task: EpisodeSaveTask, state: EpisodeState) -> None:
         """The episode leaves the order, committed or failed, and the next one moves up."""

@@ -452,5 +452,6 @@ class Record:
         if journal is not None and self.async_saver is not None:
             self.async_saver.abandon(journal)
         if self.async_saver is None:
+            self.dataset.meta.compact(final=True, say=log.info)  # the saver does it otherwise
             return None
         return self.async_saver.stop(self.cfg.async_save_timeout_s, on_progress)

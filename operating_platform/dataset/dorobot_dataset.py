@@ -187,4 +187,6 @@ class DoRobotDataset:
         path = self.close_episode(self.meta.total_episodes)
         if path is None:
             return None
-        return finalize_journal(path, self.meta, self.video)
+        index = finalize_journal(path, self.meta, self.video)
+        self.meta.compact(final=False, say=log.info)
+        return index

@@ -192,8 +192,19 @@ class DoRobotDatasetMetadata:
         raise NotImplementedError
 
     def _write_episode(self, record: EpisodeRecord, new_tasks: list[str]) -> Callable[[], None]:
-        """Write everything but info.json that lists the episode; returns how to undo it."""
+        """Write everything but info.json that lists the episode; returns how to undo it.
+
+        If it fails itself, it undoes what it wrote before raising.
+        """
         raise NotImplementedError
+
+    def compact(self, final: bool, say: Callable[[str], None] = lambda _line: None) -> int:
+        """Pack committed episodes into fewer files where the layout wants that; returns how
+        many files were merged. `final` also packs the files still growing (end of a session)."""
+        return 0
+
+    def finish_interrupted(self, say: Callable[[str], None]) -> None:
+        """Recovery: finish or drop work on committed files that a kill interrupted."""
 
     def _episode_written(self, record: EpisodeRecord) -> None:
         """The episode is committed: keep what `_write_episode` prepared."""

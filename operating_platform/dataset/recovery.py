@@ -11,7 +11,8 @@ recovery
    crash is committed with its intact frames (`salvage_partial`) or set aside whole;
 3. on request, brings back episodes set aside earlier (`retry_failed`, `salvage_partial`) and
    commits them under the next free index;
-4. removes what retired journals and staging left behind.
+4. finishes packing the files (v3.0; see compact.py), including a merge a kill interrupted;
+5. removes what retired journals and staging left behind.
 A full disk is not the episodes' fault: their journals stay where they are, recovery stops and
 says how much space it needs. Running it twice changes nothing the second time. Each step is
 reported, episode by episode.
@@ -115,6 +116,7 @@ def recover_dataset(
         info = DoRobotDatasetMetadata.read_info(root)
         DoRobotDatasetMetadata.layout(info.get("codebase_version")).trim_to_info(root, info, act)
         meta = DoRobotDatasetMetadata.load(root)
+        meta.finish_interrupted(act)
         _roll_back_uncounted_files(meta, act)
         try:
             for journal in journals_in(meta.private_dir):
@@ -122,6 +124,7 @@ def recover_dataset(
                 _recover_journal(meta, journal, salvage_partial, report, act)
             for journal in _set_aside_to_retry(meta, retry_failed, salvage_partial):
                 _retry_set_aside(meta, journal, report, act)
+            meta.compact(final=True, say=act)
         except _DiskFull:
             _report_no_space(meta, report, act)
         _remove_leftovers(meta, act)

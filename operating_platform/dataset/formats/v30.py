@@ -263,12 +263,61 @@ class V30Metadata(DoRobotDatasetMetadata):
         return next_slot(last[f"{stream}/chunk_index"], last[f"{stream}/file_index"])
 
     def data_path(self, episode_index: int) -> Path:
-        chunk, file = self._slot(episode_index, "data")
-        return self.root / DATA_PATH.format(chunk_index=chunk, file_index=file)
+        return self.stream_path("data", *self._slot(episode_index, "data"))
 
     def video_path(self, episode_index: int, video_key: str) -> Path:
-        chunk, file = self._slot(episode_index, f"videos/{video_key}")
-        return self.root / VIDEO_PATH.format(video_key=video_key, chunk_index=chunk, file_index=file)
+        stream = f"videos/{video_key}"
+        return self.stream_path(stream, *self._slot(episode_index, stream))
+
+    def stream_path(self, stream: str, chunk: int, file: int) -> Path:
+        """The file `file` of chunk `chunk` of a kind of file ("data" or "videos/<key>")."""
+        if stream == "data":
+            return self.root / DATA_PATH.format(chunk_index=chunk, file_index=file)
+        key = stream.removeprefix("videos/")
+        return self.root / VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
+
+    @property
+    def streams(self) -> list[str]:
+        return streams(self.features)
+
+    next_slot = staticmethod(next_slot)
+
+    def relative(self, path: Path) -> str:
+        return str(path.relative_to(self.root))
+
+    def frames_in(self, episodes: list[int]) -> int:
+        return sum(self._lengths[i] for i in episodes)
+
+    # -- packing files (compact.py) ---------------------------------------------------------
+
+    def compact(self, final: bool, say: Callable[[str], None] = lambda _line: None) -> int:
+        from operating_platform.dataset.compact import compact
+
+        return compact(self, final, say)
+
+    def finish_interrupted(self, say: Callable[[str], None]) -> None:
+        from operating_platform.dataset.compact import finish_interrupted
+
+        finish_interrupted(self, say)
+
+    def update_rows(self, updates: dict[int, dict[str, Any]]) -> None:
+        """Change columns of committed episodes' rows (where their files are) and rewrite the
+        episodes files that hold them."""
+        with self._meta_lock:
+            touched = set()
+            for index, values in updates.items():
+                self._rows[index].update(values)
+                row = self._rows[index]
+                touched.add((row["meta/episodes/chunk_index"], row["meta/episodes/file_index"]))
+            schema = episodes_schema(self.features)
+            for chunk, file in sorted(touched):
+                rows = [
+                    r
+                    for r in self._rows
+                    if (r["meta/episodes/chunk_index"], r["meta/episodes/file_index"]) == (chunk, file)
+                ]
+                path = self.root / EPISODES_PATH.format(chunk_index=chunk, file_index=file)
+                _write_parquet(path, pa.Table.from_pylist(rows, schema=schema))
 
     @property
     def episode_rows(self) -> list[dict[str, Any]]:

@@ -114,8 +114,12 @@ def run_recover(root: Path, *flags: str) -> subprocess.CompletedProcess:
 
 
 def episode_lengths(root: Path) -> list[int]:
+    """Every episode's length as meta/ lists it, in either layout (read here, not by our code)."""
     path = root / "meta" / "episodes.jsonl"
-    return [json.loads(line)["length"] for line in path.read_text().splitlines()] if path.exists() else []
+    if path.exists():
+        return [json.loads(line)["length"] for line in path.read_text().splitlines()]
+    files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+    return [length for f in files for length in pq.read_table(f, columns=["length"]).column(0).to_pylist()]
 
 
 def assert_valid(root: Path, episodes: int | None = None) -> None:

@@ -161,6 +161,7 @@ class Record:
                 resume=record_cfg.resume,
                 salvage_partial=record_cfg.salvage_partial,
                 codebase_version=record_cfg.format,
+                layout_options=record_cfg.layout_options,
             )
         self.dataset = dataset
         self.async_saver: AsyncEpisodeSaver | None = None

@@ -61,6 +61,10 @@ class RecordConfig:
     # Dataset layout: "v2.1" (LeRobot 0.3 and DoRobot) or "v3.0" (LeRobot 0.4 and later).
     # Default: v2.1 for a new dataset; a resumed dataset keeps its own.
     format: str | None = None
+    # v3.0: the size a data file / a camera's video file grows to before the next one starts,
+    # in MB (LeRobot's defaults: 100 and 200). Smaller files upload and download in finer steps.
+    data_files_size_in_mb: float | None = None
+    video_files_size_in_mb: float | None = None
     # Save episodes in the background so the operator never waits.
     use_async_save: bool = True
     # Episodes that may wait to be saved before `save()` waits for a free slot.
@@ -78,8 +82,12 @@ class RecordConfig:
     # Encoder preset, as the codec names them; unset: its fastest ("ultrafast" for libx264 and
     # libx265, "12" for libsvtav1), so that it keeps up with capture.
     preset: str | None = None
-    # Camera preview: "none", or "opencv" for a window with the cameras (needs OpenCV and a display).
+    # Camera preview: "none", "opencv" for a window with the cameras (needs OpenCV and a display),
+    # or "rerun" to stream the cameras and joints to a Rerun viewer (needs rerun-sdk).
     display: str = "none"
+    # With --record.display=rerun: HOST:PORT of a running Rerun viewer to stream to; unset: start
+    # a local viewer.
+    rerun_addr: str | None = None
 
     def validate(self) -> None:
         """Raise `ConfigError` for the first wrong value, naming its flag."""
@@ -97,6 +105,14 @@ class RecordConfig:
         self._check_root()
         if self.format is not None and self.format not in FORMATS:
             raise ConfigError(f"--record.format must be {' or '.join(FORMATS)} (got {self.format!r})")
+        for name in ("data_files_size_in_mb", "video_files_size_in_mb"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            _positive(name, value)
+            # A resumed dataset keeps its layout: opening it checks that it has these settings.
+            if self.format != "v3.0" and not (self.resume and self.format is None):
+                raise ConfigError(f"--record.{name} applies to v3.0 datasets: add --record.format=v3.0")
         _at_least("fps", self.fps, 1, upper=1000)
         _at_least("num_episodes", self.num_episodes, 1)
         _at_least("episode_time_s", self.episode_time_s, 0)
@@ -170,10 +186,17 @@ class RecordConfig:
             ) from None
 
     def _check_display(self) -> None:
+        if self.rerun_addr and self.display != "rerun":
+            raise ConfigError(
+                f"--record.rerun_addr={self.rerun_addr} is only used with --record.display=rerun"
+            )
         if self.display == "none":
             return
+        if self.display == "rerun":
+            self._check_rerun()
+            return
         if self.display != "opencv":
-            raise ConfigError(f"--record.display must be none or opencv (got {self.display!r})")
+            raise ConfigError(f"--record.display must be none, opencv or rerun (got {self.display!r})")
         if importlib.util.find_spec("cv2") is None:
             raise ConfigError(
                 "--record.display=opencv needs OpenCV: pip install 'operating_platform[opencv]'"
@@ -184,11 +207,34 @@ class RecordConfig:
                 "use --record.display=none"
             )
 
+    def _check_rerun(self) -> None:
+        from operating_platform.core.rerun_view import INSTALL_HINT, parse_addr
+
+        if importlib.util.find_spec("rerun") is None:
+            raise ConfigError(f"--record.display=rerun needs rerun-sdk: {INSTALL_HINT}")
+        if self.rerun_addr:
+            try:
+                parse_addr(self.rerun_addr)
+            except ValueError as exc:
+                raise ConfigError(f"--record.rerun_addr: {exc}") from None
+        elif not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise ConfigError(
+                "--record.display=rerun starts a viewer window, which needs a display ($DISPLAY is "
+                "not set, e.g. over SSH); start `rerun` where you can see it and pass "
+                "--record.rerun_addr=HOST:PORT"
+            )
+
     @property
     def dataset_root(self) -> Path:
         if self.root is not None:
             return Path(self.root).expanduser()
         return dorobot_home() / "dataset" / self.repo_id
+
+    @property
+    def layout_options(self) -> dict[str, float]:
+        """What the dataset layout is told beyond the defaults (see `DoRobotDatasetMetadata`)."""
+        names = ("data_files_size_in_mb", "video_files_size_in_mb")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     @property
     def video_settings(self) -> VideoSettings:

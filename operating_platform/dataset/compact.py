@@ -28,6 +28,7 @@ import av
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from operating_platform import faults
 from operating_platform.dataset.fsutil import fsync_dir, fsync_file, make_dirs_within, write_json_atomic
 
 if TYPE_CHECKING:
@@ -88,13 +89,13 @@ def compact(meta: V30Metadata, final: bool, say: Callable[[str], None] = lambda 
             group = next((g for g in closed if len(g) > 1), None)
             if group is None:
                 break
+            say(
+                f"{stream}: packing episodes {group[0].episodes[0]}-{group[-1].episodes[-1]} into "
+                f"{meta.relative(group[0].path)} ({len(group)} files)"
+            )
             plan = _build(meta, stream, group, groups)
             apply_plan(meta, plan)
             merged += 1
-            say(
-                f"{stream}: episodes {group[0].episodes[0]}-{group[-1].episodes[-1]} packed into "
-                f"{meta.relative(group[0].path)} ({len(group)} files)"
-            )
     return merged
 
 
@@ -193,18 +194,23 @@ def apply_plan(meta: V30Metadata, plan: dict[str, Any]) -> None:
     """Put a built merge in place; every step can be run again after a kill and is then a no-op."""
     root = meta.root
     staged, target = root / plan["staged"], root / plan["target"]
+    faults.pause("pack-1")
     if staged.exists():
         os.replace(staged, target)
+    faults.pause("pack-2")
     for entry in plan["remove"]:
         if _same_file(root / entry["path"], entry["inode"]):
             (root / entry["path"]).unlink()
+    faults.pause("pack-3")
     for move in plan["moves"]:
         if _same_file(root / move["from"], move["inode"]):
             make_dirs_within(root, (root / move["to"]).parent)
             os.replace(root / move["from"], root / move["to"])
     for parent in {target.parent, *((root / m["to"]).parent for m in plan["moves"])}:
         fsync_dir(parent)
+    faults.pause("pack-4")
     meta.update_rows({int(k): v for k, v in plan["rows"].items()})
+    faults.pause("pack-5")
     (meta.private_dir / COMPACT_DIR / PLAN_FILE).unlink(missing_ok=True)
 
 

@@ -62,13 +62,15 @@ class DoRobotDataset:
         resume: bool = False,
         salvage_partial: bool = False,
         codebase_version: str | None = None,
+        layout_options: dict[str, Any] | None = None,
     ) -> DoRobotDataset:
         """Open `root` for recording: a new dataset, or with `resume` the existing one to append to.
 
         A new dataset gets the layout `codebase_version` (v2.1 unless given); a resumed one keeps
         its own, and asking for another is refused. Resuming first recovers whatever an earlier
         session left unfinished. The dataset stays locked against other dorobot processes while
-        this object lives.
+        this object lives. `layout_options` are settings of the layout (v3.0's file sizes); a
+        resumed dataset takes them from here on.
         """
         root = Path(root)
         if resume and (root / INFO_PATH).exists():
@@ -87,11 +89,18 @@ class DoRobotDataset:
                     f"resume it as it is, or convert it first: dorobot convert {root} --to {codebase_version}"
                 )
             meta.check_compatible(fps, robot_type, features)
+            if unknown := sorted(set(layout_options or {}) - set(meta.info)):
+                lock.release()
+                raise DatasetError(
+                    f"cannot resume {root} with --record.{unknown[0]}: it is a {meta.codebase_version} "
+                    "dataset, which has no such setting"
+                )
+            meta.info.update(layout_options or {})  # written with the next commit's info.json
             video = video or VideoSettings()
             meta.check_video(video.vcodec, video.stream_codec, PIX_FMT)
         else:
             meta = DoRobotDatasetMetadata.create(
-                root, fps, robot_type, features, codebase_version or DEFAULT_FORMAT
+                root, fps, robot_type, features, codebase_version or DEFAULT_FORMAT, layout_options
             )
             lock = lock_session(root)
         dataset = cls(meta, repo_id, video or VideoSettings())

@@ -105,8 +105,12 @@ class DoRobotDatasetMetadata:
         robot_type: str | None,
         features: dict[str, dict[str, Any]],
         codebase_version: str = DEFAULT_FORMAT,
+        layout_options: dict[str, Any] | None = None,
     ) -> DoRobotDatasetMetadata:
-        """Start an empty dataset of the given layout in `root`, which must not hold anything yet."""
+        """Start an empty dataset of the given layout in `root`, which must not hold anything yet.
+
+        `layout_options` set info.json fields the layout has (v3.0's file sizes).
+        """
         root = Path(root)
         layout = cls.layout(codebase_version)
         if root.exists() and any(root.iterdir()):
@@ -122,6 +126,7 @@ class DoRobotDatasetMetadata:
             )
         all_features = with_default_features(features)
         info = layout.new_info(fps, robot_type, all_features)
+        info.update(layout_options or {})
         (root / "meta").mkdir(parents=True, exist_ok=True)
         layout.create_files(root)
         write_json_atomic(root / INFO_PATH, info)

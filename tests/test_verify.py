@@ -199,11 +199,11 @@ def test_pending_journal_is_a_note_not_a_problem(ds: Path) -> None:
 # --- a few more kinds of damage ----------------------------------------------------------------
 
 
-def test_v3_dataset_is_reported_not_verified(tmp_path: Path) -> None:
-    if not REFERENCE_V3.is_dir():
-        pytest.skip("v3.0 reference not available")
+def test_v3_dataset_goes_to_the_v3_checker() -> None:
+    # The v3.0 layout has none of the v2.1 files; judged as v2.1 it would list them all missing.
     report = verify_dataset(REFERENCE_V3)
-    assert report.problems == ["meta/info.json: v3.0 datasets are not verified yet"]
+    assert report.ok, report.summary()
+    assert (report.episodes, report.frames) == (2, 40)
 
 
 def test_empty_dataset_is_ok(tmp_path: Path) -> None:

@@ -3,6 +3,10 @@
 dorobot record --record.repo_id=... [--robot.* --record.* flags]
 dorobot verify ROOT [--no-decode]
 dorobot find-cameras [PATHS...] [--output-dir DIR]
+dorobot view ROOT [--episode N] [--rerun_addr HOST:PORT | --save FILE.rrd]
+dorobot push ROOT DEST [--retry-for S]
+dorobot convert ROOT --to v3.0|v2.1 [--output NEW_ROOT]
+dorobot merge OUT SRC1 SRC2 ... [--format v2.1|v3.0]
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import argparse
 import errno
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from rich.console import Console
@@ -21,9 +26,13 @@ USAGE = """usage: dorobot COMMAND [ARGS]
 
 commands:
   record   record episodes (flags: --robot.*, --record.*; `dorobot record --help` lists them)
-  verify   check a dataset folder against the LeRobot v2.1 format: dorobot verify ROOT
+  verify   check a dataset folder against the LeRobot v2.1 or v3.0 format: dorobot verify ROOT
   recover  finish what an interrupted session left: dorobot recover ROOT [--salvage-partial] [--retry-failed]
   find-cameras  list the cameras OpenCV can open, save a still of each: dorobot find-cameras [PATHS...]
+  convert  write a dataset in the other layout, leaving it untouched: dorobot convert ROOT --to v3.0
+  merge    gather datasets of several stations into one: dorobot merge OUT SRC1 SRC2 ...
+  view     replay an episode in Rerun (needs rerun-sdk): dorobot view ROOT --episode N [--save FILE.rrd]
+  push     upload a dataset, or finish a session's upload: dorobot push ROOT hf://datasets/USER/NAME|s3://...
 """
 
 
@@ -31,7 +40,8 @@ def verify_main(argv: Sequence[str]) -> int:
     from operating_platform.dataset.verify import verify_dataset
 
     parser = argparse.ArgumentParser(
-        prog="dorobot verify", description="Check a LeRobot v2.1 dataset folder."
+        prog="dorobot verify",
+        description="Check a LeRobot dataset folder, v2.1 or v3.0 (as its meta/info.json says).",
     )
     parser.add_argument("root", help="the dataset folder (the one holding meta/)")
     parser.add_argument(
@@ -106,6 +116,54 @@ def recover_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def convert_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dorobot convert",
+        description="Write a copy of a dataset in the other LeRobot layout (v2.1 for LeRobot 0.3 and "
+        "DoRobot, v3.0 for LeRobot 0.4 and later). The dataset itself is only read.",
+    )
+    parser.add_argument("root", help="the dataset folder (the one holding meta/)")
+    parser.add_argument("--to", required=True, choices=["v2.1", "v3.0"], help="the layout to write")
+    parser.add_argument("--output", help="where to write the copy (default: ROOT_<version> beside it)")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    output = Path(args.output) if args.output else root.with_name(f"{root.name}_{args.to}")
+    return _gather([str(root)], output, args.to, f"cannot convert {root}")
+
+
+def merge_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dorobot merge",
+        description="Gather datasets with the same robot, fps and features (from several stations) "
+        "into one: episodes renumbered in the order given, tasks unified, statistics combined. "
+        "Sources may be folders or fsspec URLs (s3://bucket/prefix); they are only read.",
+    )
+    parser.add_argument("output", help="the new dataset folder")
+    parser.add_argument("sources", nargs="+", help="the datasets to gather, in order")
+    parser.add_argument(
+        "--format", choices=["v2.1", "v3.0"], help="layout to write (default: the first source's)"
+    )
+    args = parser.parse_args(argv)
+    return _gather(args.sources, Path(args.output), args.format, f"cannot merge into {args.output}")
+
+
+def _gather(sources: list[str], output: Path, version: str | None, what: str) -> int:
+    from operating_platform.dataset.merge import merge_datasets
+
+    console = Console(highlight=False, soft_wrap=True)
+    report = _run_or_explain(
+        lambda: merge_datasets(sources, output, version, say=lambda line: console.print(line, markup=False)),
+        what,
+    )
+    if report is None:
+        return 1
+    console.print(
+        f"[green]✓[/] {report.output}: {report.codebase_version}, {report.episodes} episodes, "
+        f"{report.frames} frames, {report.tasks} task(s)"
+    )
+    return 0
+
+
 def _run_or_explain(work: Callable[[], T], what: str) -> T | None:
     """Run a command's work; any failure becomes one `error:` line on stderr, never a traceback."""
     from operating_platform.dataset.diskspace import is_disk_full
@@ -148,6 +206,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from operating_platform.cameras.find import find_cameras_main
 
         return find_cameras_main(rest)
+    if command == "convert":
+        return convert_main(rest)
+    if command == "merge":
+        return merge_main(rest)
+    if command == "view":
+        from operating_platform.view import view_main
+
+        return view_main(rest)
+    if command == "push":
+        from operating_platform.upload.push import push_main
+
+        return push_main(rest)
     print(f"dorobot: unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
     return 2
 

@@ -164,7 +164,7 @@ def _merge_videos(sources: list[Path], output: Path, frames: list[int]) -> list[
             with av.open(str(source)) as container:
                 stream = container.streams.video[0]
                 if out_stream is None:
-                    out_stream = out.add_stream_from_template(stream)
+                    out_stream = out.add_stream_from_template(stream, opaque=True)  # copy, never encode
                 fps = stream.average_rate or stream.base_rate
                 packets = [p for p in container.demux(stream) if p.dts is not None]
                 first = min(p.pts for p in packets)

@@ -5,8 +5,9 @@ the folder is valid.
 Trials vary what the recorder is doing when it dies: capturing, just after a save, encoding
 saves in the background, saving synchronously, publishing or retiring a journal (pauses held
 open inside the commit and the retirement make those windows wide enough to hit). Some trials
-also kill the first recovery at a random instant, in the middle of its own commits. The summary
-line gives the counts.
+also kill the first recovery at a random instant, in the middle of its own commits. The loop
+runs for both layouts; in v3.0, with small file caps, episodes are packed into shared files all
+along, and kills also land inside those merges. The summary line gives the counts.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from operating_platform.dataset.verify import verify_dataset
 from tests.conftest import FAST, PLUGINS_DIR, episode_lengths, wait_for_line
@@ -35,6 +38,17 @@ PARTIAL = re.compile(
     r"salvaging the partial episode's (\d+) intact|the episode being recorded \((\d+) frames\)"
 )
 WINDOWS = "publish=0.15,metadata=0.15,retire=0.15"
+LAYOUTS = {
+    "v2.1": ([], ""),
+    "v3.0": (
+        [
+            "--record.format=v3.0",
+            "--record.video_files_size_in_mb=0.1",
+            "--record.data_files_size_in_mb=0.02",
+        ],
+        ",pack-1=0.1,pack-3=0.1,pack-4=0.1",
+    ),
+}
 
 
 @dataclass
@@ -44,13 +58,16 @@ class Trial:
     env: dict[str, str] = field(default_factory=dict)
     salvage: bool = False
     kill_recovery: bool = False
+    windows: str = WINDOWS
 
     @classmethod
-    def make(cls, number: int) -> Trial:
+    def make(cls, number: int, layout: str = "v2.1") -> Trial:
         # Every third trial records episodes long enough (75 frames) that raw segments (30
         # frames) are released while recording: recovery must rebuild those from the encoded part.
         seconds = 2.5 if number % 3 == 0 else 0.4
-        trial = cls(number, ["--record.num_episodes=200", f"--record.episode_time_s={seconds}"])
+        flags, windows = LAYOUTS[layout]
+        trial = cls(number, ["--record.num_episodes=200", f"--record.episode_time_s={seconds}", *flags])
+        trial.windows = WINDOWS + windows
         if number % 5 == 4:
             trial.flags.append("--record.use_async_save=false")
         elif number % 4 == 1:  # encoding slower than capture: kills land while saves are pending
@@ -60,7 +77,7 @@ class Trial:
                 "--record.preset=veryslow",
             ]
         if number % 3 == 2:
-            trial.env["DOROBOT_INJECT_PAUSES"] = WINDOWS
+            trial.env["DOROBOT_INJECT_PAUSES"] = trial.windows
         trial.salvage = number % 2 == 1
         trial.kill_recovery = number % 4 == 3
         return trial
@@ -100,7 +117,7 @@ def _kill_a_recovery(trial: Trial, root: Path, rng: random.Random) -> str:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "DOROBOT_INJECT_PAUSES": f"{WINDOWS},recover=0.1"},
+        env={**os.environ, "DOROBOT_INJECT_PAUSES": f"{trial.windows},recover=0.1"},
     )
     time.sleep(rng.uniform(0.05, 1.5))
     proc.kill()
@@ -117,20 +134,24 @@ def _announced(out: str) -> dict[int, int]:
 
 
 def _episode_contents(root: Path) -> list[bytes]:
-    """Each committed episode's joint readings: two equal ones would be one episode twice."""
-    files = sorted((root / "data").rglob("episode_*.parquet"))
-    return [
-        pq.read_table(f, columns=["observation.state"])
-        .column(0)
-        .combine_chunks()
-        .flatten()
-        .to_numpy()
-        .tobytes()
-        for f in files
+    """Each committed episode's joint readings: two equal ones would be one episode twice.
+
+    Read from every data file, whichever layout: in v3.0 a file holds many episodes.
+    """
+    rows = [
+        pq.read_table(f, columns=["episode_index", "observation.state"]).to_pydict()
+        for f in sorted((root / "data").rglob("*.parquet"))
     ]
+    episodes: dict[int, list] = {}
+    for table in rows:
+        for index, state in zip(table["episode_index"], table["observation.state"], strict=True):
+            episodes.setdefault(index, []).append(state)
+    return [np.asarray(episodes[i], dtype=np.float32).tobytes() for i in sorted(episodes)]
 
 
 def _phase(out: str, recovery: str, queued: int, committed_before: int) -> str:
+    if "interrupted earlier" in recovery:
+        return "packing"
     if "removed leftovers" in recovery and "retired" in recovery:
         return "retiring"
     if any(
@@ -213,12 +234,13 @@ def test_kill_aimed_at_retiring_a_journal_and_at_recovery_itself(tmp_path: Path)
     assert len(episode_lengths(root)) >= 4
 
 
-def test_kill_at_random_instants_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_kill_at_random_instants_loses_nothing(tmp_path: Path, layout: str) -> None:
     rng = random.Random(20261203)
     phases: Counter[str] = Counter()
     announced_total = recovered_total = partial_frames = recoveries_killed = 0
     for number in range(TRIALS):
-        trial = Trial.make(number)
+        trial = Trial.make(number, layout)
         root = tmp_path / f"t{number:02d}"
         out = _record_and_kill(trial, root, tmp_path / f"t{number:02d}.out", rng)
         announced = _announced(out)
@@ -250,7 +272,7 @@ def test_kill_at_random_instants_loses_nothing(tmp_path: Path) -> None:
         recovered_total += len(lengths) - committed_before
         partial_frames += sum(int(n) for n in SALVAGED.findall(killed_recovery + rec.stdout))
     print(
-        f"\nkill loop: {TRIALS} trials, kills per phase {dict(sorted(phases.items()))}, "
+        f"\nkill loop ({layout}): {TRIALS} trials, kills per phase {dict(sorted(phases.items()))}, "
         f"{recoveries_killed} recoveries killed, {announced_total} announced episodes, 0 lost, "
         f"0 duplicated, 0 invalid datasets, {recovered_total} episodes committed by recovery, "
         f"{partial_frames} partial-episode frames salvaged"

@@ -18,11 +18,13 @@ from operating_platform.core.logs import attach_log_file, console_logging
 from operating_platform.core.preview import CameraPreview
 from operating_platform.core.record import Record
 from operating_platform.core.record_config import ConfigError, RecordConfig
+from operating_platform.core.rerun_view import RerunView
 from operating_platform.core.session import Session
 from operating_platform.core.status import SaveProgressBars, SaveProgressLines, StatusLine
 from operating_platform.dataset.dorobot_dataset import DatasetError
 from operating_platform.robots import Robot, make_robot
 from operating_platform.robots.base import FeatureClash, describe_connect_failure
+from operating_platform.upload.process import UploadProcess
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -80,6 +82,8 @@ def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:
     again = f"exiting now; nothing captured is lost: `dorobot recover {root}` finishes the saves"
     code = EXIT_OK
     preview = CameraPreview(record).start() if rc.display == "opencv" else None
+    live_view = RerunView(record, rc.rerun_addr or "").start() if rc.display == "rerun" else None
+    upload = UploadProcess.for_session(root, rc.push_to) if rc.push_to else None
     with Interrupts(again, restore_terminal=keys.restore if keys else None) as interrupts:
         if keys is not None:
             keys.on_hang_up = interrupts.hang_up
@@ -88,7 +92,7 @@ def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:
                 session = Session(record, rc, interrupts, preview=preview)
                 session.run()
             else:
-                with StatusLine(record) as status:
+                with StatusLine(record, upload=upload) as status:
                     session = Session(record, rc, interrupts, keys, status, preview)
                     session.run()
             if session.error is not None:
@@ -100,12 +104,16 @@ def _run(record: Record, rc: RecordConfig, keys: TerminalKeys | None) -> int:
         finally:
             if preview is not None:
                 preview.stop()
+            if live_view is not None:
+                live_view.stop()
             if keys is None:
                 stats = record.stop(on_progress=SaveProgressLines())
             else:
                 with SaveProgressBars() as bars:
                     stats = record.stop(on_progress=bars)
             record.robot.close()
+            if upload is not None:  # every episode is committed now: the upload can finish
+                upload.finish_session(rc.push_timeout_s, interrupted=interrupts.requested.is_set)
     meta = record.dataset.meta
     if meta.root.exists():
         log.info(f"Done: {meta.total_episodes} episodes, {meta.total_frames} frames in {meta.root}")

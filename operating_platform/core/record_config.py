@@ -88,6 +88,13 @@ class RecordConfig:
     # With --record.display=rerun: HOST:PORT of a running Rerun viewer to stream to; unset: start
     # a local viewer.
     rerun_addr: str | None = None
+    # Upload each committed episode in the background, at low priority, to hf://datasets/USER/NAME,
+    # s3://BUCKET/PREFIX, a folder (a mounted NAS) or another fsspec URL. Credentials come from
+    # the environment: HF_TOKEN or `hf auth login`; AWS_* variables, AWS_PROFILE, AWS_ENDPOINT_URL.
+    push_to: str | None = None
+    # Longest wait for the upload at the end of the session, in seconds; what is left then is
+    # finished by `dorobot push ROOT DEST`.
+    push_timeout_s: float = 120.0
 
     def validate(self) -> None:
         """Raise `ConfigError` for the first wrong value, naming its flag."""
@@ -123,6 +130,8 @@ class RecordConfig:
         _at_least("crf", self.crf, 0, upper=63)
         _at_least("g", self.g, 1)
         self._check_display()
+        _at_least("push_timeout_s", self.push_timeout_s, 0)
+        self._check_push_to()
         try:
             check_encoder(self.vcodec)
         except ValueError as exc:
@@ -184,6 +193,20 @@ class RecordConfig:
                 f"{self._root_flag()} cannot hold a dataset: cannot create a folder in {place} "
                 f"({exc.strerror or exc})"
             ) from None
+
+    def _check_push_to(self) -> None:
+        if not self.push_to:
+            return
+        from operating_platform.upload.destination import (
+            DestinationError,
+            check_dependencies,
+            parse_destination,
+        )
+
+        try:
+            check_dependencies(parse_destination(self.push_to, self.dataset_root))
+        except DestinationError as exc:
+            raise ConfigError(f"--record.push_to={exc.shown}: {exc.reason}") from None
 
     def _check_display(self) -> None:
         if self.rerun_addr and self.display != "rerun":

@@ -5,7 +5,8 @@
 
 "late" counts capture ticks that started over 5 ms late, "skipped" the ticks the capture clock
 had to drop because it fell a whole tick behind (a robot read that blocked, say). "saved"
-counts episodes that are really in the dataset; failures show in red.
+counts episodes that are really in the dataset; failures show in red. With
+`--record.push_to`, "upload: 3 episodes, 41.0 MB left" says what the destination still lacks.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.file_proxy import FileProxy
@@ -27,6 +28,9 @@ from rich.text import Text
 from operating_platform.core.async_episode_saver import SaverStatus
 from operating_platform.core.record import Record, short_stream_name
 from operating_platform.dataset.diskspace import free_bytes
+
+if TYPE_CHECKING:
+    from operating_platform.upload.process import UploadProcess, UploadStatus
 
 GB = 2**30
 REFRESH_HZ = 4
@@ -77,6 +81,7 @@ def render(
     limit_s: float | None,
     disk: tuple[int, float],
     elapsed_s: float | None = None,
+    upload: UploadStatus | None = None,
 ) -> Text:
     """The status line; `elapsed_s` is the phase's time (default: the episode's recorded time)."""
     stats = record.stats
@@ -105,6 +110,10 @@ def render(
         line.append(" | ")
     if record.halted:
         line.append(f"SAVING STOPPED: {record.halted}", style="bold red")
+        line.append(" | ")
+    if upload is not None:
+        failing = upload.state in ("retrying", "stopped")
+        line.append(upload.describe(), style="bold yellow" if failing else "")
         line.append(" | ")
     free, minutes = disk
     line.append(f"disk {free / GB:.1f} GB (~{minutes:.0f} min) | {record.task}")
@@ -197,8 +206,11 @@ def _on_screen(live: Live) -> Iterator[None]:
 class StatusLine:
     """Keeps the status line at the bottom of the terminal while messages scroll above it."""
 
-    def __init__(self, record: Record, console: Console | None = None) -> None:
+    def __init__(
+        self, record: Record, console: Console | None = None, upload: UploadProcess | None = None
+    ) -> None:
         self.record = record
+        self.upload = upload
         self.console = console or Console(highlight=False)
         self._live = Live(
             console=self.console,
@@ -249,7 +261,8 @@ class StatusLine:
             free = free_bytes(self.record.dataset.root)
             self._disk = (free, minutes_left(self.record, free, self._cost))
             self._disk_checked = now
-        self._live.update(render(self.record, phase, index, limit_s, self._disk, elapsed_s))
+        upload = self.upload.status() if self.upload is not None else None
+        self._live.update(render(self.record, phase, index, limit_s, self._disk, elapsed_s, upload))
 
 
 class SaveProgressBars:

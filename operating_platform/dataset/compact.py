@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from operating_platform import faults
 from operating_platform.dataset.fsutil import fsync_dir, fsync_file, make_dirs_within, write_json_atomic
+from operating_platform.dataset.metadata import INFO_PATH
 
 if TYPE_CHECKING:
     from operating_platform.dataset.formats.v30 import V30Metadata
@@ -211,6 +212,9 @@ def apply_plan(meta: V30Metadata, plan: dict[str, Any]) -> None:
     faults.pause("pack-4")
     meta.update_rows({int(k): v for k, v in plan["rows"].items()})
     faults.pause("pack-5")
+    # The same counters, written anew: whoever watches info.json for changes (an upload) sees
+    # that the files moved.
+    write_json_atomic(root / INFO_PATH, meta.info, sync_dir=False)
     (meta.private_dir / COMPACT_DIR / PLAN_FILE).unlink(missing_ok=True)
 
 

@@ -188,6 +188,15 @@ class DoRobotDatasetMetadata:
         reached info.json may have written ahead of it)."""
         raise NotImplementedError
 
+    @classmethod
+    def snapshot(
+        cls, root: Path, info: dict[str, Any], meta: dict[str, bytes]
+    ) -> tuple[dict[str, bytes], list[str]] | None:
+        """For an upload: `meta/`'s files (relative path -> bytes) as of the commit `info`
+        describes, and the data and video files that state uses; None while a change is under
+        way (a commit or a merge), to be read again a moment later."""
+        raise NotImplementedError
+
     def data_path(self, episode_index: int) -> Path:
         """The parquet holding a committed episode's rows, or where the next episode's go."""
         raise NotImplementedError

@@ -96,6 +96,33 @@ class V21Metadata(DoRobotDatasetMetadata):
                 dropped = len(complete) - keep + (1 if lines[-1] else 0)
                 act(f"{rel}: removed {dropped} line(s) of a commit that never reached info.json")
 
+    @classmethod
+    def snapshot(
+        cls, root: Path, info: dict[str, Any], meta: dict[str, bytes]
+    ) -> tuple[dict[str, bytes], list[str]] | None:
+        # The JSONL files are appended before info.json: cut each to the lines it counts.
+        counted = {
+            TASKS_PATH: info["total_tasks"],
+            EPISODES_PATH: info["total_episodes"],
+            EPISODES_STATS_PATH: info["total_episodes"],
+        }
+        trimmed = dict(meta)
+        for rel, wanted in counted.items():
+            lines = [line for line in meta.get(rel, b"").splitlines(keepends=True) if line.endswith(b"\n")]
+            if len(lines) < wanted:
+                return None
+            trimmed[rel] = b"".join(lines[:wanted])
+        files = []
+        keys = video_keys(info["features"]) if info.get("video_path") else []
+        for index in range(info["total_episodes"]):
+            chunk = index // info["chunks_size"]
+            files.append(info["data_path"].format(episode_chunk=chunk, episode_index=index))
+            files += [
+                info["video_path"].format(episode_chunk=chunk, video_key=key, episode_index=index)
+                for key in keys
+            ]
+        return trimmed, files
+
     def data_path(self, episode_index: int) -> Path:
         chunk = episode_index // self.info["chunks_size"]
         return self.root / DATA_PATH.format(episode_chunk=chunk, episode_index=episode_index)

@@ -22,10 +22,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from operating_platform.dataset import compact
 from operating_platform.dataset.features import video_keys
 from operating_platform.dataset.fsutil import make_dirs_within, temp_path, write_bytes_atomic
 from operating_platform.dataset.metadata import (
     CHUNKS_SIZE,
+    PRIVATE_DIR,
     DatasetError,
     DoRobotDatasetMetadata,
     EpisodeRecord,
@@ -248,6 +250,32 @@ class V30Metadata(DoRobotDatasetMetadata):
                 (root / STATS_PATH).unlink(missing_ok=True)
             act(f"{STATS_PATH}: recomputed from the {keep} committed episode(s)")
 
+    @classmethod
+    def snapshot(
+        cls, root: Path, info: dict[str, Any], meta: dict[str, bytes]
+    ) -> tuple[dict[str, bytes], list[str]] | None:
+        # A commit replaces the episodes file, tasks.parquet and stats.json before info.json; a
+        # merge moves files before it rewrites the rows. Either is a matter of milliseconds.
+        if (root / PRIVATE_DIR / compact.COMPACT_DIR / compact.PLAN_FILE).exists():
+            return None
+        rows = []
+        for rel in sorted(r for r in meta if r.startswith("meta/episodes/")):
+            rows += pq.read_table(pa.BufferReader(meta[rel])).to_pylist()
+        tasks = pq.read_table(pa.BufferReader(meta[TASKS_PATH])).num_rows if TASKS_PATH in meta else 0
+        if len(rows) != info["total_episodes"] or tasks != info["total_tasks"]:
+            return None
+        files: dict[str, None] = {}
+        for row in rows:
+            slot = {"chunk_index": row["data/chunk_index"], "file_index": row["data/file_index"]}
+            files[info["data_path"].format(**slot)] = None
+            for key in video_keys(info["features"]):
+                slot = {
+                    "chunk_index": row[f"videos/{key}/chunk_index"],
+                    "file_index": row[f"videos/{key}/file_index"],
+                }
+                files[info["video_path"].format(video_key=key, **slot)] = None
+        return meta, list(files)
+
     # -- where files go ---------------------------------------------------------------------
 
     def _slot(self, episode_index: int, stream: str) -> tuple[int, int]:
@@ -291,14 +319,10 @@ class V30Metadata(DoRobotDatasetMetadata):
     # -- packing files (compact.py) ---------------------------------------------------------
 
     def compact(self, final: bool, say: Callable[[str], None] = lambda _line: None) -> int:
-        from operating_platform.dataset.compact import compact
-
-        return compact(self, final, say)
+        return compact.compact(self, final, say)
 
     def finish_interrupted(self, say: Callable[[str], None]) -> None:
-        from operating_platform.dataset.compact import finish_interrupted
-
-        finish_interrupted(self, say)
+        compact.finish_interrupted(self, say)
 
     def update_rows(self, updates: dict[int, dict[str, Any]]) -> None:
         """Change columns of committed episodes' rows (where their files are) and rewrite the

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import pyarrow.parquet as pq
 import pytest
 
 from operating_platform.core.record import CaptureStats
@@ -559,3 +560,54 @@ def test_a_v30_recording_is_uploaded_as_its_files_are_packed(tmp_path: Path, s3:
     assert len(videos) < 2 * 6  # packed: fewer files than episodes, per camera
     counts = [json.loads(info)["total_episodes"] for info, _keys in s3.info_states]
     assert counts == sorted(counts) and counts[-1] == 6
+
+
+def test_merge_gathers_a_station_from_s3_with_a_local_one(tmp_path: Path, s3: S3Server) -> None:
+    """`dorobot merge` reads a source by its fsspec URL: a station that uploaded to the bucket."""
+    station = tmp_path / "station"
+    proc = run_session(station, f"--record.push_to=s3://{BUCKET}/station", episodes=2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    local = tmp_path / "local"
+    assert run_session(local, episodes=1).returncode == 0
+    out = tmp_path / "all"
+    merged = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "operating_platform.cli",
+            "merge",
+            str(out),
+            f"s3://{BUCKET}/station",
+            str(local),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    assert_valid(out, episodes=3)
+    lengths = [json.loads(line)["length"] for line in (out / "meta/episodes.jsonl").read_text().splitlines()]
+    assert lengths == [30, 30, 30]
+
+    # The station's episodes came first, with the very rows it recorded; the local one follows.
+    def rows(root: Path, index: int) -> dict:
+        return pq.read_table(root / f"data/chunk-000/episode_{index:06d}.parquet").to_pydict()
+
+    for index in range(2):
+        assert rows(out, index) == rows(station, index)
+    last, theirs = rows(out, 2), rows(local, 0)
+    assert last["observation.state"] == theirs["observation.state"] and set(last["episode_index"]) == {2}
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "operating_platform.cli",
+            "merge",
+            str(tmp_path / "x"),
+            f"s3://{BUCKET}/nothing",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert missing.returncode == 1 and len(error_lines(missing.stderr)) == 1, missing.stderr

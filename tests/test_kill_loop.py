@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,46 +235,60 @@ def test_kill_aimed_at_retiring_a_journal_and_at_recovery_itself(tmp_path: Path)
     assert len(episode_lengths(root)) >= 4
 
 
+@dataclass
+class Outcome:
+    """What one trial found, for the summary line."""
+
+    phase: str
+    announced: int = 0
+    recovered: int = 0
+    partial_frames: int = 0
+    recovery_killed: bool = False
+
+
+def _trial(number: int, layout: str, tmp_path: Path) -> Outcome:
+    """Record, kill, maybe kill a recovery too, recover once, and check nothing was lost."""
+    rng = random.Random(20261203 + number)
+    trial = Trial.make(number, layout)
+    root = tmp_path / f"t{number:02d}"
+    out = _record_and_kill(trial, root, tmp_path / f"t{number:02d}.out", rng)
+    announced = _announced(out)
+    if not (root / "meta/info.json").exists():
+        assert not announced, out
+        return Outcome("start-up")
+    committed_before = len(episode_lengths(root))
+    killed_recovery = _kill_a_recovery(trial, root, rng) if trial.kill_recovery else ""
+
+    # One recovery makes it whole, whatever state the kills left.
+    rec = subprocess.run(trial.recover_command(root), capture_output=True, text=True)
+    set_aside = "set aside whole" in rec.stdout
+    assert rec.returncode == (1 if set_aside else 0), rec.stdout + rec.stderr
+    again = subprocess.run(trial.recover_command(root)[:5], capture_output=True, text=True)
+    assert "nothing to recover" in again.stdout, again.stdout  # recovery is idempotent
+
+    context = f"trial {number}:\n{out}\n{killed_recovery}\n{rec.stdout}"
+    _assert_each_announced_once(root, announced, context)
+    phase = "recovery" if killed_recovery else _phase(out, rec.stdout, len(announced), committed_before)
+    return Outcome(
+        phase,
+        len(announced),
+        len(episode_lengths(root)) - committed_before,
+        sum(int(n) for n in SALVAGED.findall(killed_recovery + rec.stdout)),
+        trial.kill_recovery,
+    )
+
+
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_kill_at_random_instants_loses_nothing(tmp_path: Path, layout: str) -> None:
-    rng = random.Random(20261203)
-    phases: Counter[str] = Counter()
-    announced_total = recovered_total = partial_frames = recoveries_killed = 0
-    for number in range(TRIALS):
-        trial = Trial.make(number, layout)
-        root = tmp_path / f"t{number:02d}"
-        out = _record_and_kill(trial, root, tmp_path / f"t{number:02d}.out", rng)
-        announced = _announced(out)
-        if not (root / "meta/info.json").exists():
-            assert not announced, out
-            phases["start-up"] += 1
-            continue
-        committed_before = len(episode_lengths(root))
-        killed_recovery = ""
-        if trial.kill_recovery:
-            killed_recovery = _kill_a_recovery(trial, root, rng)
-            recoveries_killed += 1
-
-        # One recovery makes it whole, whatever state the kills left.
-        rec = subprocess.run(trial.recover_command(root), capture_output=True, text=True)
-        set_aside = "set aside whole" in rec.stdout
-        assert rec.returncode == (1 if set_aside else 0), rec.stdout + rec.stderr
-        again = subprocess.run(trial.recover_command(root)[:5], capture_output=True, text=True)
-        assert "nothing to recover" in again.stdout, again.stdout  # recovery is idempotent
-
-        context = f"trial {number}:\n{out}\n{killed_recovery}\n{rec.stdout}"
-        _assert_each_announced_once(root, announced, context)
-        lengths = episode_lengths(root)
-
-        phases[
-            "recovery" if killed_recovery else _phase(out, rec.stdout, len(announced), committed_before)
-        ] += 1
-        announced_total += len(announced)
-        recovered_total += len(lengths) - committed_before
-        partial_frames += sum(int(n) for n in SALVAGED.findall(killed_recovery + rec.stdout))
+    # Three trials at a time: each mostly waits for its kill, and the load they put on each
+    # other only varies where the kills land.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        outcomes = list(pool.map(lambda n: _trial(n, layout, tmp_path), range(TRIALS)))
+    phases = Counter(o.phase for o in outcomes)
     print(
         f"\nkill loop ({layout}): {TRIALS} trials, kills per phase {dict(sorted(phases.items()))}, "
-        f"{recoveries_killed} recoveries killed, {announced_total} announced episodes, 0 lost, "
-        f"0 duplicated, 0 invalid datasets, {recovered_total} episodes committed by recovery, "
-        f"{partial_frames} partial-episode frames salvaged"
+        f"{sum(o.recovery_killed for o in outcomes)} recoveries killed, "
+        f"{sum(o.announced for o in outcomes)} announced episodes, 0 lost, 0 duplicated, "
+        f"0 invalid datasets, {sum(o.recovered for o in outcomes)} episodes committed by recovery, "
+        f"{sum(o.partial_frames for o in outcomes)} partial-episode frames salvaged"
     )

@@ -135,21 +135,10 @@ def _shape_of(features: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def _create(root: Path, reader: DatasetReader, version: str) -> DoRobotDatasetMetadata:
     features = {k: ft for k, ft in reader.features.items() if k not in DEFAULT_FEATURES}
-    meta = DoRobotDatasetMetadata.create(
-        root, reader.fps, reader.info.get("robot_type"), features, version, _sizes(reader, version)
-    )
-    return meta
-
-
-def _sizes(reader: DatasetReader, version: str) -> dict[str, Any]:
-    """v3.0's file sizes carry over from a v3.0 source."""
     layout = DoRobotDatasetMetadata.layout(version)
-    defaults = layout.new_info(reader.fps, None, {})
-    return {
-        k: reader.info[k]
-        for k in ("data_files_size_in_mb", "video_files_size_in_mb")
-        if k in reader.info and k in defaults
-    }
+    # A v3.0 source's file sizes carry over to a v3.0 result.
+    sizes = {k: reader.info[k] for k in layout.file_settings if k in reader.info}
+    return layout.create(root, reader.fps, reader.info.get("robot_type"), features, version, sizes)
 
 
 def _copy_episode(reader: DatasetReader, index: int, meta: DoRobotDatasetMetadata) -> None:

@@ -70,6 +70,10 @@ class DoRobotDatasetMetadata:
 
     codebase_version: ClassVar[str] = ""
     hf_list_type: ClassVar[str] = "Sequence"  # see features.arrow_schema
+    data_template: ClassVar[str] = ""  # info.json's data_path and video_path
+    video_template: ClassVar[str] = ""
+    extra_counters: ClassVar[dict[str, int]] = {}  # info.json keys besides the three totals
+    file_settings: ClassVar[dict[str, float]] = {}  # and besides chunks_size
 
     def __init__(self, root: Path, info: dict[str, Any], tasks: list[str], lengths: list[int]) -> None:
         self.root = Path(root)
@@ -170,8 +174,22 @@ class DoRobotDatasetMetadata:
     def new_info(
         cls, fps: int, robot_type: str | None, features: dict[str, dict[str, Any]]
     ) -> dict[str, Any]:
-        """info.json of an empty dataset of this layout."""
-        raise NotImplementedError
+        """info.json of an empty dataset of this layout, its keys in LeRobot's order."""
+        return {
+            "codebase_version": cls.codebase_version,
+            "robot_type": robot_type,
+            "total_episodes": 0,
+            "total_frames": 0,
+            "total_tasks": 0,
+            **cls.extra_counters,
+            "chunks_size": CHUNKS_SIZE,
+            **cls.file_settings,
+            "fps": fps,
+            "splits": {"train": "0:0"},
+            "data_path": cls.data_template,
+            "video_path": cls.video_template if video_keys(features) else None,
+            "features": features,
+        }
 
     @classmethod
     def create_files(cls, root: Path) -> None:

@@ -10,13 +10,12 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from operating_platform.dataset.features import video_keys
 from operating_platform.dataset.fsutil import append_lines_durable, write_bytes_atomic
 from operating_platform.dataset.jsonl import jsonl_line, read_jsonl
 from operating_platform.dataset.metadata import (
-    CHUNKS_SIZE,
     DatasetError,
     DoRobotDatasetMetadata,
     EpisodeRecord,
@@ -34,26 +33,9 @@ class V21Metadata(DoRobotDatasetMetadata):
     """`meta/` of a v2.1 dataset: info.json, tasks.jsonl, episodes.jsonl, episodes_stats.jsonl."""
 
     codebase_version = "v2.1"
-
-    @classmethod
-    def new_info(
-        cls, fps: int, robot_type: str | None, features: dict[str, dict[str, Any]]
-    ) -> dict[str, Any]:
-        return {
-            "codebase_version": cls.codebase_version,
-            "robot_type": robot_type,
-            "total_episodes": 0,
-            "total_frames": 0,
-            "total_tasks": 0,
-            "total_videos": 0,
-            "total_chunks": 0,
-            "chunks_size": CHUNKS_SIZE,
-            "fps": fps,
-            "splits": {"train": "0:0"},
-            "data_path": DATA_PATH,
-            "video_path": VIDEO_PATH if video_keys(features) else None,
-            "features": features,
-        }
+    data_template = DATA_PATH
+    video_template = VIDEO_PATH
+    extra_counters: ClassVar[dict[str, int]] = {"total_videos": 0, "total_chunks": 0}
 
     @classmethod
     def create_files(cls, root: Path) -> None:

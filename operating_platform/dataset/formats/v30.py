@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -32,7 +32,7 @@ from operating_platform.dataset.metadata import (
     DoRobotDatasetMetadata,
     EpisodeRecord,
 )
-from operating_platform.dataset.stats import BASIC_STATS, QUANTILES, aggregate_stats
+from operating_platform.dataset.stats import BASIC_STATS, QUANTILES, aggregate_stats, stats_to_json
 
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
@@ -162,15 +162,17 @@ def read_episode_rows(root: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def stats_json(stats: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, Any]]:
-    return {key: {name: np.asarray(v).tolist() for name, v in per.items()} for key, per in stats.items()}
-
-
 class V30Metadata(DoRobotDatasetMetadata):
     """`meta/` of a v3.0 dataset: info.json, tasks.parquet, stats.json, the episodes files."""
 
     codebase_version = "v3.0"
     hf_list_type = "List"
+    data_template = DATA_PATH
+    video_template = VIDEO_PATH
+    file_settings: ClassVar[dict[str, float]] = {
+        "data_files_size_in_mb": DATA_FILES_SIZE_IN_MB,
+        "video_files_size_in_mb": VIDEO_FILES_SIZE_IN_MB,
+    }
 
     def __init__(
         self,
@@ -185,26 +187,6 @@ class V30Metadata(DoRobotDatasetMetadata):
         self._stats: dict[str, dict[str, np.ndarray]] | None = None  # over every committed episode
         self._pending: dict[str, Any] | None = None
         self._backups: list[Path] = []
-
-    @classmethod
-    def new_info(
-        cls, fps: int, robot_type: str | None, features: dict[str, dict[str, Any]]
-    ) -> dict[str, Any]:
-        return {
-            "codebase_version": cls.codebase_version,
-            "robot_type": robot_type,
-            "total_episodes": 0,
-            "total_frames": 0,
-            "total_tasks": 0,
-            "chunks_size": CHUNKS_SIZE,
-            "data_files_size_in_mb": DATA_FILES_SIZE_IN_MB,
-            "video_files_size_in_mb": VIDEO_FILES_SIZE_IN_MB,
-            "fps": fps,
-            "splits": {"train": "0:0"},
-            "data_path": DATA_PATH,
-            "video_path": VIDEO_PATH if video_keys(features) else None,
-            "features": features,
-        }
 
     @classmethod
     def load_committed(cls, root: Path, info: dict[str, Any]) -> V30Metadata:
@@ -245,7 +227,7 @@ class V30Metadata(DoRobotDatasetMetadata):
             if kept_rows:
                 per_episode = [episode_stats(r, info["features"]) for r in kept_rows]
                 total = aggregate_stats([_as_arrays(s) for s in per_episode])
-                write_bytes_atomic(root / STATS_PATH, json.dumps(stats_json(total), indent=4).encode())
+                write_bytes_atomic(root / STATS_PATH, json.dumps(stats_to_json(total), indent=4).encode())
             else:
                 (root / STATS_PATH).unlink(missing_ok=True)
             act(f"{STATS_PATH}: recomputed from the {keep} committed episode(s)")
@@ -388,7 +370,7 @@ class V30Metadata(DoRobotDatasetMetadata):
         if new_tasks:
             table = tasks_table(self._tasks[: self._committed_tasks + len(new_tasks)])
             writes.append((self.root / TASKS_PATH, lambda p: _write_parquet(p, table)))
-        data = json.dumps(stats_json(stats), indent=4).encode()
+        data = json.dumps(stats_to_json(stats), indent=4).encode()
         writes.append((self.root / STATS_PATH, lambda p: write_bytes_atomic(p, data)))
         restores: list[Callable[[], None]] = []
 

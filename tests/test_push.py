@@ -17,6 +17,7 @@ from huggingface_hub import hf_hub_download
 from operating_platform.dataset.snapshot import read_snapshot
 from tests.conftest import assert_valid, error_lines, run_session
 from tests.standins.hub_server import Blob, HubServer
+from tests.test_upload import v21_committed_files
 
 TOKEN = "hf_standin_token_that_must_never_be_printed"
 
@@ -45,23 +46,10 @@ def push(root: Path, dest: str) -> subprocess.CompletedProcess:
     )
 
 
-def _committed_files(info: dict) -> set[str]:
-    videos = [k for k, ft in info["features"].items() if ft["dtype"] == "video"]
-    files = set()
-    for index in range(info["total_episodes"]):
-        chunk = index // info["chunks_size"]
-        files.add(info["data_path"].format(episode_chunk=chunk, episode_index=index))
-        files.update(
-            info["video_path"].format(episode_chunk=chunk, video_key=key, episode_index=index)
-            for key in videos
-        )
-    return files
-
-
 def assert_whole_dataset(tree: dict[str, Blob]) -> int:
     """A commit's tree holds every file its info.json counts and every JSONL line; its episodes."""
     info = json.loads(tree["meta/info.json"].data)
-    assert _committed_files(info) <= set(tree)
+    assert v21_committed_files(info) <= set(tree)
     lines = {rel: tree[rel].data.count(b"\n") for rel in ("meta/episodes.jsonl", "meta/tasks.jsonl")}
     assert lines["meta/episodes.jsonl"] == info["total_episodes"]
     assert lines["meta/tasks.jsonl"] == info["total_tasks"]

@@ -98,7 +98,7 @@ def assert_mirrored(server: S3Server, prefix: str, root: Path, copy: Path, episo
     assert report.episodes == episodes
 
 
-def _committed_files(info: dict) -> set[str]:
+def v21_committed_files(info: dict) -> set[str]:
     videos = [k for k, ft in info["features"].items() if ft["dtype"] == "video"]
     files = set()
     for index in range(info["total_episodes"]):
@@ -116,7 +116,7 @@ def assert_valid_after_every_round(server: S3Server, prefix: str) -> list[int]:
     counts = []
     for data, keys in server.info_states:
         info = json.loads(data)
-        missing = _committed_files(info) - keys
+        missing = v21_committed_files(info) - keys
         assert not missing, f"info.json counting {info['total_episodes']} episodes landed before {missing}"
         assert {"meta/tasks.jsonl", "meta/episodes.jsonl", "meta/episodes_stats.jsonl"} <= keys
         counts.append(info["total_episodes"])

@@ -1,4 +1,7 @@
-"""Tests of the dataset verifier: the LeRobot reference passes, and each kind of damage is caught."""
+"""Tests of the dataset verifier: the LeRobot reference passes, and each kind of damage is caught.
+
+The helpers before the tests serve the v3.0 tests too.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ EP0_PARQUET = "data/chunk-000/episode_000000.parquet"
 EP1_PARQUET = "data/chunk-000/episode_000001.parquet"
 EP0_VIDEO = "videos/chunk-000/observation.images.cam/episode_000000.mp4"
 EP1_VIDEO = "videos/chunk-000/observation.images.cam/episode_000001.mp4"
+CAM = "observation.images.cam"
 
 
 def _writable_copy(src: Path, dst: Path) -> Path:
@@ -43,6 +47,47 @@ def _problem_with(report: VerifyReport, *words: str) -> str:
         if all(word in line for word in words):
             return line
     raise AssertionError(f"no problem mentions {words}:\n{report.summary()}")
+
+
+def _assert_reference_ok(root: Path, decode: bool) -> VerifyReport:
+    """An undamaged copy of a LeRobot reference: no problem, no note, 2 episodes of 20 frames."""
+    report = verify_dataset(root, decode_videos=decode)
+    assert report.ok, report.summary()
+    assert report.problems == [] and report.notes == []
+    assert (report.episodes, report.frames) == (2, 40)
+    return report
+
+
+def _assert_fresh_dataset_ok(reference: Path, root: Path, counters: tuple[str, ...]) -> None:
+    """What LeRobot's create() leaves: info.json alone, zero `counters` and splits, no info block on
+    the camera yet (it is probed from the first video)."""
+    info = json.loads((reference / "meta" / "info.json").read_text())
+    info.update(dict.fromkeys(counters, 0), splits={})
+    del info["features"][CAM]["info"]
+    (root / "meta").mkdir()
+    (root / "meta" / "info.json").write_text(json.dumps(info, indent=4))
+    report = verify_dataset(root)
+    assert report.ok, report.summary()
+    assert (report.episodes, report.frames) == (0, 0)
+
+
+def _assert_any_damage_is_reported(root: Path, damage: str) -> None:
+    """Damage each of the dataset's 8 files in turn: always a problem, never a check that crashed."""
+    files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+    assert len(files) == 8
+    for rel in files:
+        backup = (root / rel).read_bytes()
+        if damage == "delete":
+            (root / rel).unlink()
+        elif damage == "truncate":
+            (root / rel).write_bytes(backup[: len(backup) // 2])
+        else:
+            (root / rel).write_bytes(b"\x00garbage\xff" * 10)
+        report = verify_dataset(root)
+        assert not report.ok, f"{damage} {rel} went unnoticed"
+        assert not any("could not be checked" in p for p in report.problems), report.summary()
+        (root / rel).write_bytes(backup)
+    assert verify_dataset(root).ok
 
 
 def _edit_info(root: Path, **changes: object) -> None:
@@ -83,10 +128,7 @@ def _reencode(path: Path, keep: int) -> None:
 
 @pytest.mark.parametrize("decode", [True, False])
 def test_reference_dataset_is_ok(ds: Path, decode: bool) -> None:
-    report = verify_dataset(ds, decode_videos=decode)
-    assert report.ok, report.summary()
-    assert report.problems == [] and report.notes == []
-    assert (report.episodes, report.frames) == (2, 40)
+    report = _assert_reference_ok(ds, decode)
     assert report.root == ds
 
 
@@ -207,15 +249,8 @@ def test_v3_dataset_goes_to_the_v3_checker() -> None:
 
 
 def test_empty_dataset_is_ok(tmp_path: Path) -> None:
-    # What LeRobot's create() leaves: info.json alone, zero counters, no info block on the camera yet.
-    info = json.loads((REFERENCE / "meta" / "info.json").read_text())
-    info.update(total_episodes=0, total_frames=0, total_tasks=0, total_videos=0, total_chunks=0, splits={})
-    del info["features"]["observation.images.cam"]["info"]
-    (tmp_path / "meta").mkdir()
-    (tmp_path / "meta" / "info.json").write_text(json.dumps(info, indent=4))
-    report = verify_dataset(tmp_path)
-    assert report.ok, report.summary()
-    assert (report.episodes, report.frames) == (0, 0)
+    counters = ("total_episodes", "total_frames", "total_tasks", "total_videos", "total_chunks")
+    _assert_fresh_dataset_ok(REFERENCE, tmp_path, counters)
 
 
 def test_missing_root_is_a_problem(tmp_path: Path) -> None:
@@ -250,18 +285,4 @@ def test_unexpected_top_level_entry_is_a_note(ds: Path) -> None:
 
 @pytest.mark.parametrize("damage", ["delete", "truncate", "garbage"])
 def test_any_damaged_file_is_reported_without_raising(ds: Path, damage: str) -> None:
-    files = sorted(p.relative_to(ds) for p in ds.rglob("*") if p.is_file())
-    assert len(files) == 8
-    for rel in files:
-        backup = (ds / rel).read_bytes()
-        if damage == "delete":
-            (ds / rel).unlink()
-        elif damage == "truncate":
-            (ds / rel).write_bytes(backup[: len(backup) // 2])
-        else:
-            (ds / rel).write_bytes(b"\x00garbage\xff" * 10)
-        report = verify_dataset(ds)
-        assert not report.ok, f"{damage} {rel} went unnoticed"
-        assert not any("could not be checked" in p for p in report.problems), report.summary()
-        (ds / rel).write_bytes(backup)
-    assert verify_dataset(ds).ok
+    _assert_any_damage_is_reported(ds, damage)

@@ -4,7 +4,6 @@ file, and each kind of damage the v3.0 loader would trip on gives its own proble
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -14,10 +13,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from operating_platform.cli import USAGE, main
-from operating_platform.dataset.verify import VerifyReport, verify_dataset
+from operating_platform.dataset.verify import verify_dataset
 from tests.conftest import REFERENCE_V3
+from tests.test_verify import (
+    CAM,
+    _assert_any_damage_is_reported,
+    _assert_fresh_dataset_ok,
+    _assert_reference_ok,
+    _problem_with,
+    _writable_copy,
+)
 
-CAM = "observation.images.cam"
 DATA0 = "data/chunk-000/file-000.parquet"
 DATA1 = "data/chunk-000/file-001.parquet"
 VIDEO0 = f"videos/{CAM}/chunk-000/file-000.mp4"
@@ -26,24 +32,6 @@ EPISODES = "meta/episodes/chunk-000/file-000.parquet"
 TASKS = "meta/tasks.parquet"
 STATS = "meta/stats.json"
 FPS = 30
-
-
-def _writable_copy(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst, copy_function=shutil.copyfile)
-    for dirpath, _dirnames, filenames in os.walk(dst):
-        os.chmod(dirpath, 0o755)
-        for name in filenames:
-            os.chmod(os.path.join(dirpath, name), 0o644)
-    return dst
-
-
-def _problem_with(report: VerifyReport, *words: str) -> str:
-    """The first problem line containing every word; fails the test with the report otherwise."""
-    assert not report.ok, "expected the dataset to be reported broken"
-    for line in report.problems:
-        if all(word in line for word in words):
-            return line
-    raise AssertionError(f"no problem mentions {words}:\n{report.summary()}")
 
 
 def _set_columns(path: Path, **columns: list) -> None:
@@ -119,10 +107,7 @@ def split(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("decode", [True, False])
 def test_reference_v30_dataset_is_ok(ds: Path, decode: bool) -> None:
-    report = verify_dataset(ds, decode_videos=decode)
-    assert report.ok, report.summary()
-    assert report.problems == [] and report.notes == []
-    assert (report.episodes, report.frames) == (2, 40)
+    _assert_reference_ok(ds, decode)
 
 
 @pytest.mark.parametrize("decode", [True, False])
@@ -140,15 +125,7 @@ def test_one_episode_per_file_is_ok(split: Path, decode: bool) -> None:
 
 
 def test_empty_v30_dataset_is_ok(tmp_path: Path) -> None:
-    # What LeRobot's create() leaves: info.json alone, zero totals, no info block on the camera yet.
-    info = json.loads((REFERENCE_V3 / "meta" / "info.json").read_text())
-    info.update(total_episodes=0, total_frames=0, total_tasks=0, splits={})
-    del info["features"][CAM]["info"]
-    (tmp_path / "meta").mkdir()
-    (tmp_path / "meta" / "info.json").write_text(json.dumps(info, indent=4))
-    report = verify_dataset(tmp_path)
-    assert report.ok, report.summary()
-    assert (report.episodes, report.frames) == (0, 0)
+    _assert_fresh_dataset_ok(REFERENCE_V3, tmp_path, ("total_episodes", "total_frames", "total_tasks"))
 
 
 def test_v21_keys_left_in_info_are_only_notes(ds: Path) -> None:
@@ -426,18 +403,4 @@ def test_codec_differs_from_the_feature_info(ds: Path) -> None:
 
 @pytest.mark.parametrize("damage", ["delete", "truncate", "garbage"])
 def test_any_damaged_file_is_reported_without_raising(split: Path, damage: str) -> None:
-    files = sorted(p.relative_to(split) for p in split.rglob("*") if p.is_file())
-    assert len(files) == 8
-    for rel in files:
-        backup = (split / rel).read_bytes()
-        if damage == "delete":
-            (split / rel).unlink()
-        elif damage == "truncate":
-            (split / rel).write_bytes(backup[: len(backup) // 2])
-        else:
-            (split / rel).write_bytes(b"\x00garbage\xff" * 10)
-        report = verify_dataset(split)
-        assert not report.ok, f"{damage} {rel} went unnoticed"
-        assert not any("could not be checked" in p for p in report.problems), report.summary()
-        (split / rel).write_bytes(backup)
-    assert verify_dataset(split).ok
+    _assert_any_damage_is_reported(split, damage)

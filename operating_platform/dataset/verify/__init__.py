@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from operating_platform.dataset.verify.common import INFO, load_info
+from operating_platform.dataset.verify.common import INFO, check_top_level, load_info
 from operating_platform.dataset.verify.report import VerifyReport, guard
 from operating_platform.dataset.verify.v21 import verify_v21
 from operating_platform.dataset.verify.v30 import verify_v30
@@ -49,6 +49,8 @@ def verify_dataset(root: str | Path, decode_videos: bool = True) -> VerifyReport
     else:
         # v2.1 is the layout we write; anything else is judged against it, version included.
         verify_v21(root, info, report, decode_videos)
+    # The top level and the recorder's folder are the same in both layouts.
+    guard(report, "top level", check_top_level, root, report)
     return report
 
 

@@ -1,15 +1,16 @@
-"""Checks both layouts share: features, statistics values, parquet schema and rows, video probing,
-leftovers and the top level.
+"""Checks both layouts share: info.json's common keys, features, statistics values, parquet schema
+and rows, video probing, leftovers and the top level.
 
 Nothing here knows where a layout keeps its files: callers pass the relative path a problem is
-about and the facts (episode index, first global index, allowed task indices...) to check against.
+about, their documented path templates, and the facts (episode index, first global index, allowed
+task indices...) to check against.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 from operating_platform.dataset.verify.report import VerifyReport
 
 INFO = "meta/info.json"
+DEFAULT_CHUNKS_SIZE = 1000  # LeRobot's, in both layouts
 # The five features LeRobot adds after the user's, in this order, each shape [1], names null.
 DEFAULT_FEATURES = {
     "timestamp": "float32",
@@ -82,34 +84,153 @@ def template_works(template: str, **values: Any) -> bool:
     return True
 
 
+def read_json_object(
+    root: Path, rel: str, report: VerifyReport, required: bool = True
+) -> dict[str, Any] | None:
+    """The JSON object in `rel`, or None after reporting why not (a missing file only if required)."""
+    path = root / rel
+    if not path.is_file():
+        if required:
+            report.problem(rel, "missing")
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        report.problem(rel, f"not valid JSON ({exc})")
+        return None
+    if not isinstance(value, dict):
+        report.problem(rel, "not a JSON object")
+        return None
+    return value
+
+
 # ---------------------------------------------------------------------------------------------
 # meta/info.json
 
 
+@dataclass
+class Layout:
+    """What the rest of the checks need from info.json, with safe fallbacks when it is damaged.
+
+    Each layout subclasses it with its documented path templates as the defaults.
+    """
+
+    fps: int | None = None
+    data_path: str = ""
+    video_path: str = ""
+    # Features that passed the structural checks, in info.json order; None when unusable.
+    features: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def video_keys(self) -> list[str]:
+        return [k for k, ft in (self.features or {}).items() if ft["dtype"] == "video"]
+
+
+@dataclass(frozen=True)
+class PathTemplate:
+    """A path template as its layout documents it, with an example value for each of its fields."""
+
+    documented: str
+    example: dict[str, Any]
+
+    def usable(self, template: Any) -> bool:
+        """Whether paths can be built from `template`: it formats with the example values."""
+        return isinstance(template, str) and template_works(template, **self.example)
+
+
 def load_info(root: Path, report: VerifyReport) -> dict[str, Any] | None:
-    path = root / INFO
-    if not path.is_file():
-        report.problem(INFO, "missing")
-        return None
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        report.problem(INFO, f"not valid JSON ({exc})")
-        return None
-    if not isinstance(info, dict):
-        report.problem(INFO, "not a JSON object")
-        return None
-    return info
+    return read_json_object(root, INFO, report)
 
 
-def check_info_keys(info: dict[str, Any], keys: tuple[str, ...], version: str, report: VerifyReport) -> None:
-    """Missing keys are problems, unknown ones notes; `version` names the contract in the note."""
+def check_info_keys(
+    info: dict[str, Any], keys: tuple[str, ...], version: str, report: VerifyReport
+) -> list[str] | None:
+    """Missing keys are problems, unknown ones notes; `version` names the contract in the note.
+
+    Returns the contract's keys in info.json's order when that is not the contract's order, else
+    None: the layouts disagree on whether another order is a fault.
+    """
     missing = [k for k in keys if k not in info]
     if missing:
         report.problem(INFO, f"missing keys: {', '.join(missing)}")
     unknown = [k for k in info if k not in keys]
     if unknown:
         report.note(f"{INFO}: keys not in the {version} contract: {', '.join(unknown)}")
+    present = [k for k in info if k in keys]
+    return present if present != [k for k in keys if k in info] else None
+
+
+def check_info_types(info: dict[str, Any], counts: tuple[str, ...], report: VerifyReport) -> None:
+    """robot_type, and the `counts` as counts; whether they match the disk is checked later."""
+    robot_type = info.get("robot_type")
+    if robot_type is not None and not isinstance(robot_type, str):
+        report.problem(INFO, f"robot_type must be a string or null, got {robot_type!r}")
+    for key in counts:
+        if key in info and not (is_int(info[key]) and info[key] >= 0):
+            report.problem(INFO, f"{key} must be a non-negative integer, got {info[key]!r}")
+
+
+def check_info_layout(
+    info: dict[str, Any], layout: Layout, data: PathTemplate, video: PathTemplate, report: VerifyReport
+) -> int | None:
+    """chunks_size, fps, features and path templates; the usable ones go into `layout`.
+
+    Returns chunks_size when usable: only the layout that places files by it needs it.
+    """
+    chunks_size = _check_chunks_size(info, report)
+    fps = info.get("fps")
+    if is_int(fps) and fps > 0:
+        layout.fps = fps
+    elif "fps" in info:
+        report.problem(INFO, f"fps must be a positive integer, got {fps!r}")
+    features = info.get("features")
+    if isinstance(features, dict):
+        has_episodes = is_int(info.get("total_episodes")) and info["total_episodes"] > 0
+        layout.features = check_features(features, has_episodes, report)
+    elif "features" in info:
+        report.problem(INFO, "features must be an object")
+    _check_templates(info, layout, data, video, report)
+    return chunks_size
+
+
+def _check_chunks_size(info: dict[str, Any], report: VerifyReport) -> int | None:
+    chunks_size = info.get("chunks_size")
+    if is_int(chunks_size) and chunks_size > 0:
+        if chunks_size != DEFAULT_CHUNKS_SIZE:
+            report.note(f"{INFO}: chunks_size is {chunks_size} (LeRobot writes {DEFAULT_CHUNKS_SIZE})")
+        return chunks_size
+    if "chunks_size" in info:
+        report.problem(INFO, f"chunks_size must be a positive integer, got {chunks_size!r}")
+    return None
+
+
+def _check_templates(
+    info: dict[str, Any], layout: Layout, data: PathTemplate, video: PathTemplate, report: VerifyReport
+) -> None:
+    """The path templates must be the documented ones; a broken one (no path can be built from it)
+    falls back to the layout's default, the documented one."""
+    data_path = info.get("data_path")
+    if "data_path" in info and data_path != data.documented:
+        report.problem(INFO, f"data_path is {data_path!r}, expected {data.documented!r}")
+    if data.usable(data_path):
+        layout.data_path = data_path
+
+    video_path = info.get("video_path")
+    if video_path is None:
+        if layout.video_keys:
+            report.problem(INFO, "video_path is null but there are video features")
+        return
+    if video_path != video.documented:
+        report.problem(INFO, f"video_path is {video_path!r}, expected {video.documented!r} or null")
+    if video.usable(video_path):
+        layout.video_path = video_path
+
+
+def check_splits(info: dict[str, Any], episodes: int, report: VerifyReport) -> None:
+    """LeRobot writes one split, train, over all episodes; none at all while there are none."""
+    splits = info.get("splits")
+    if splits != {"train": f"0:{episodes}"} and not (episodes == 0 and splits == {}):
+        report.problem(INFO, f"splits is {splits!r}, expected {{'train': '0:{episodes}'}}")
 
 
 def check_features(
@@ -253,6 +374,27 @@ def feature_stats_errors(
     return errors
 
 
+def check_stats_object(
+    where: str,
+    stats: dict[str, Any],
+    features: dict[str, dict[str, Any]],
+    length: int | None,
+    report: VerifyReport,
+    **rules: Any,
+) -> None:
+    """Stats for exactly `features`, each checked by `feature_stats_errors` with `length` and the
+    layout's `rules` (its keyword arguments)."""
+    missing = [name for name in features if name not in stats]
+    if missing:
+        report.problem(where, f"no stats for features: {', '.join(missing)}")
+    for name, feature_stats in stats.items():
+        if name not in features:
+            report.problem(where, f"stats for {name!r}, which is not a feature in meta/info.json")
+            continue
+        for error in feature_stats_errors(feature_stats, features[name], length, **rules):
+            report.problem(where, f"stats of {name!r}: {error}")
+
+
 def numeric_array(value: Any) -> np.ndarray | None:
     """A rectangular array of numbers, or None (ragged lists, strings, objects)."""
     try:
@@ -281,6 +423,28 @@ def parquet_rows(path: Path) -> int | None:
         return pq.ParquetFile(path).metadata.num_rows
     except (OSError, pa.ArrowException, ValueError):
         return None
+
+
+def read_data_file(
+    root: Path,
+    rel: str,
+    pointed_by: str,
+    features: dict[str, dict[str, Any]] | None,
+    report: VerifyReport,
+    vector_types: tuple[str, ...] = ("Sequence",),
+) -> pa.Table | None:
+    """A data file the metadata points to, its schema checked against the usable `features`.
+
+    None once reported missing (`pointed_by` says which metadata expects it) or unreadable.
+    """
+    path = root / rel
+    if not path.is_file():
+        report.problem(rel, f"missing ({pointed_by})")
+        return None
+    table = read_parquet(path, rel, report)
+    if table is not None and features is not None:
+        check_parquet_schema(rel, table.schema, features, report, vector_types)
+    return table
 
 
 def check_parquet_schema(
@@ -346,6 +510,15 @@ def hf_feature(ft: dict[str, Any], vector_type: str = "Sequence") -> dict[str, A
     if len(ft["shape"]) == 1:
         return {"feature": value, "length": ft["shape"][0], "_type": vector_type}
     return None
+
+
+@dataclass
+class Episode:
+    """What the episode metadata of either layout says of one episode."""
+
+    index: int
+    length: int
+    tasks: list[str]
 
 
 @dataclass
@@ -446,6 +619,14 @@ class VideoProbe:
     error: str | None = None
 
 
+def cameras(layout: Layout) -> Iterator[tuple[str, dict[str, Any], tuple[int, int]]]:
+    """Each video feature's key, feature and frame size (width, height, as frames report it)."""
+    features = layout.features or {}  # no video keys either without usable features
+    for key in layout.video_keys:
+        height, width = features[key]["shape"][:2]
+        yield key, features[key], (width, height)
+
+
 def probe_video(path: Path, decode: bool) -> VideoProbe:
     """Read the stream facts and every frame's size and time (or packet times without decoding)."""
     probe = VideoProbe()
@@ -514,6 +695,25 @@ def files_under(root: Path, tops: list[str]) -> Iterator[str]:
         for dirpath, _dirnames, filenames in os.walk(root / top):
             for filename in filenames:
                 yield rel_path(root, Path(dirpath) / filename)
+
+
+def leftover_folders(root: Path, layout: Layout, report: VerifyReport) -> list[str]:
+    """data/, and videos/ once the features say which cameras there are: where every file must be
+    accounted for (meta/ always is)."""
+    if layout.features is not None:
+        return ["data", "videos"]
+    if (root / "videos").is_dir():
+        report.note("videos/: not checked for leftovers because meta/info.json has no usable features")
+    return ["data"]
+
+
+def report_leftovers(
+    root: Path, folders: list[str], expected: set[str], reason: Callable[[str], str], report: VerifyReport
+) -> None:
+    """Every file under `folders` not `expected` is a problem, for the layout's `reason`."""
+    for rel in files_under(root, folders):
+        if rel not in expected:
+            report.problem(rel, reason(rel))
 
 
 def is_temporary(rel: str) -> bool:

@@ -15,40 +15,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from operating_platform.dataset.verify import common
 from operating_platform.dataset.verify.common import (
+    DEFAULT_CHUNKS_SIZE,
     INFO,
     TEMPORARY,
-    EpisodeRows,
-    VideoProbe,
-    check_episode_rows,
-    check_features,
-    check_info_keys,
-    check_missing_values,
-    check_parquet_schema,
-    check_top_level,
-    feature_stats_errors,
-    files_under,
     is_hidden,
     is_int,
     is_temporary,
-    parquet_rows,
-    probe_video,
-    read_parquet,
-    size_errors,
-    stream_errors,
-    template_works,
 )
 from operating_platform.dataset.verify.report import VerifyReport, guard
 
 CODEBASE_VERSION = "v2.1"
+# The totals of info.json, which must agree with the files.
+COUNTS = ("total_episodes", "total_frames", "total_tasks", "total_videos", "total_chunks")
+# Every key, in the order LeRobot writes them.
 INFO_KEYS = (
     "codebase_version",
     "robot_type",
-    "total_episodes",
-    "total_frames",
-    "total_tasks",
-    "total_videos",
-    "total_chunks",
+    *COUNTS,
     "chunks_size",
     "fps",
     "splits",
@@ -56,26 +41,25 @@ INFO_KEYS = (
     "video_path",
     "features",
 )
-DEFAULT_CHUNKS_SIZE = 1000
-DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
-VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
+# Every file meta/ holds.
 META_FILES = ("info.json", "tasks.jsonl", "episodes.jsonl", "episodes_stats.jsonl")
+DATA_PATH = common.PathTemplate(
+    "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
+    {"episode_chunk": 0, "episode_index": 0},
+)
+VIDEO_PATH = common.PathTemplate(
+    "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
+    {"episode_chunk": 0, "video_key": "k", "episode_index": 0},
+)
 
 
 @dataclass
-class _Layout:
-    """What the rest of the checks need from info.json, with safe fallbacks when it is damaged."""
+class _Layout(common.Layout):
+    """The v2.1 templates, and the chunk size that places each episode's files."""
 
-    fps: int | None = None
+    data_path: str = DATA_PATH.documented
+    video_path: str = VIDEO_PATH.documented
     chunks_size: int = DEFAULT_CHUNKS_SIZE
-    data_path: str = DATA_PATH
-    video_path: str = VIDEO_PATH
-    # Features that passed the structural checks, in info.json order; None when unusable.
-    features: dict[str, dict[str, Any]] | None = None
-
-    @property
-    def video_keys(self) -> list[str]:
-        return [k for k, ft in (self.features or {}).items() if ft["dtype"] == "video"]
 
     def data_file(self, episode_index: int) -> str:
         chunk = episode_index // self.chunks_size
@@ -87,12 +71,9 @@ class _Layout:
 
 
 @dataclass
-class _Episode:
+class _Episode(common.Episode):
     """One usable line of episodes.jsonl."""
 
-    index: int
-    length: int
-    tasks: list[str]
     line: int
 
 
@@ -106,7 +87,8 @@ class _Jsonl:
 
 def verify_v21(root: Path, info: dict[str, Any] | None, report: VerifyReport, decode: bool) -> None:
     """Check `root` against the v2.1 contract; `info` is info.json as loaded (None if unusable)."""
-    layout = guard(report, INFO, _check_info, info, report) or _Layout()
+    # Without a usable info.json the other checks go by the documented layout.
+    layout = _Layout() if info is None else (guard(report, INFO, _check_info, info, report) or _Layout())
     parquet_files, rows = guard(report, "data/", _count_parquet_on_disk, root) or ([], 0)
     report.episodes, report.frames = len(parquet_files), rows
     # Fresh datasets (LeRobot's create()) have only info.json: the JSONL files appear with the
@@ -125,73 +107,25 @@ def verify_v21(root: Path, info: dict[str, Any] | None, report: VerifyReport, de
     guard(report, "data/", _check_parquets, root, report, layout, episode_list, task_list)
     guard(report, "videos/", _check_videos, root, report, layout, episode_list, decode)
     guard(report, "leftovers", _check_leftovers, root, report, layout, episode_list)
-    guard(report, "top level", check_top_level, root, report)
 
 
 # ---------------------------------------------------------------------------------------------
 # meta/info.json
 
 
-def _check_info(info: dict[str, Any] | None, report: VerifyReport) -> _Layout:
+def _check_info(info: dict[str, Any], report: VerifyReport) -> _Layout:
     """Check info.json on its own and return the layout the other checks rely on."""
-    layout = _Layout()
-    if info is None:
-        return layout
-    check_info_keys(info, INFO_KEYS, CODEBASE_VERSION, report)
     # LeRobot writes the keys in this order; a different order means another writer.
-    present = [k for k in info if k in INFO_KEYS]
-    if present != [k for k in INFO_KEYS if k in info]:
+    present = common.check_info_keys(info, INFO_KEYS, CODEBASE_VERSION, report)
+    if present is not None:
         report.problem(INFO, f"keys out of order: {', '.join(present)} (expected {', '.join(INFO_KEYS)})")
     if info.get("codebase_version") != CODEBASE_VERSION:
         report.problem(INFO, f"codebase_version is {info.get('codebase_version')!r}, expected 'v2.1'")
-    robot_type = info.get("robot_type")
-    if robot_type is not None and not isinstance(robot_type, str):
-        report.problem(INFO, f"robot_type must be a string or null, got {robot_type!r}")
-    for key in ("total_episodes", "total_frames", "total_tasks", "total_videos", "total_chunks"):
-        if key in info and not (is_int(info[key]) and info[key] >= 0):
-            report.problem(INFO, f"{key} must be a non-negative integer, got {info[key]!r}")
-
-    chunks_size, fps = info.get("chunks_size"), info.get("fps")
-    if is_int(chunks_size) and chunks_size > 0:
-        layout.chunks_size = chunks_size
-        if chunks_size != DEFAULT_CHUNKS_SIZE:
-            report.note(f"{INFO}: chunks_size is {chunks_size} (LeRobot writes {DEFAULT_CHUNKS_SIZE})")
-    elif "chunks_size" in info:
-        report.problem(INFO, f"chunks_size must be a positive integer, got {chunks_size!r}")
-    if is_int(fps) and fps > 0:
-        layout.fps = fps
-    elif "fps" in info:
-        report.problem(INFO, f"fps must be a positive integer, got {fps!r}")
-
-    features = info.get("features")
-    if isinstance(features, dict):
-        has_episodes = is_int(info.get("total_episodes")) and info["total_episodes"] > 0
-        layout.features = check_features(features, has_episodes, report)
-    elif "features" in info:
-        report.problem(INFO, "features must be an object")
-    _check_templates(info, layout, report)
+    common.check_info_types(info, COUNTS, report)
+    layout = _Layout()
+    chunks_size = common.check_info_layout(info, layout, DATA_PATH, VIDEO_PATH, report)
+    layout.chunks_size = chunks_size or layout.chunks_size
     return layout
-
-
-def _check_templates(info: dict[str, Any], layout: _Layout, report: VerifyReport) -> None:
-    """The path templates must be the documented ones; a broken one falls back to the default."""
-    data_path = info.get("data_path")
-    if "data_path" in info and data_path != DATA_PATH:
-        report.problem(INFO, f"data_path is {data_path!r}, expected {DATA_PATH!r}")
-    if isinstance(data_path, str) and template_works(data_path, episode_chunk=0, episode_index=0):
-        layout.data_path = data_path
-
-    video_path = info.get("video_path")
-    if video_path is None:
-        if layout.video_keys:
-            report.problem(INFO, "video_path is null but there are video features")
-        return
-    if video_path != VIDEO_PATH:
-        report.problem(INFO, f"video_path is {video_path!r}, expected {VIDEO_PATH!r} or null")
-    if isinstance(video_path, str) and template_works(
-        video_path, episode_chunk=0, video_key="k", episode_index=0
-    ):
-        layout.video_path = video_path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,9 +161,7 @@ def _check_counters(
         chunks, want_chunks = info.get("total_chunks"), math.ceil(episodes / layout.chunks_size)
         if is_int(chunks) and chunks != want_chunks:
             report.problem(INFO, f"total_chunks is {chunks}, expected {want_chunks}")
-        splits = info.get("splits")
-        if splits != {"train": f"0:{episodes}"} and not (episodes == 0 and splits == {}):
-            report.problem(INFO, f"splits is {splits!r}, expected {{'train': '0:{episodes}'}}")
+        common.check_splits(info, episodes, report)
     if is_int(frames):
         lengths = sum(row.get("length", 0) for _, row in episodes_file.rows if is_int(row.get("length")))
         if frames != lengths:
@@ -248,7 +180,7 @@ def _count_parquet_on_disk(root: Path) -> tuple[list[Path], int]:
     data = root / "data"
     files = sorted(p for p in data.rglob("*.parquet") if not is_hidden(data, p)) if data.is_dir() else []
     # Unreadable files count 0 rows here; the per-episode or leftover checks report them.
-    return files, sum(parquet_rows(path) or 0 for path in files)
+    return files, sum(common.parquet_rows(path) or 0 for path in files)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,19 +294,9 @@ def _check_stats(
         stats = row.get("stats")
         if not isinstance(stats, dict):
             report.problem(where, "stats must be an object")
-            continue
-        if layout.features is None:
-            continue  # without usable features there is nothing to check the stats against
-        missing = [name for name in layout.features if name not in stats]
-        if missing:
-            report.problem(where, f"no stats for features: {', '.join(missing)}")
-        for name, feature_stats in stats.items():
-            if name not in layout.features:
-                report.problem(where, f"stats for {name!r}, which is not a feature in meta/info.json")
-                continue
+        elif layout.features is not None:  # else there is nothing to check the stats against
             length = episode.length if episode else None
-            for error in feature_stats_errors(feature_stats, layout.features[name], length):
-                report.problem(where, f"stats of {name!r}: {error}")
+            common.check_stats_object(where, stats, layout.features, length, report)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,20 +316,17 @@ def _check_parquet(
     root: Path, report: VerifyReport, layout: _Layout, episode: _Episode, first_index: int, tasks: list[str]
 ) -> None:
     rel = layout.data_file(episode.index)
-    path = root / rel
-    if not path.is_file():
-        report.problem(rel, f"missing (episode {episode.index} is in meta/episodes.jsonl)")
-        return
-    table = read_parquet(path, rel, report)
+    pointed_by = f"episode {episode.index} is in meta/episodes.jsonl"
+    table = common.read_data_file(root, rel, pointed_by, layout.features, report)
     if table is None:
         return
-    if layout.features is not None:
-        check_parquet_schema(rel, table.schema, layout.features, report)
     if table.num_rows != episode.length:
         report.problem(rel, f"{table.num_rows} rows but meta/episodes.jsonl says length {episode.length}")
     allowed = {i for i, task in enumerate(tasks) if task in episode.tasks}
-    check_episode_rows(rel, table, EpisodeRows(episode.index, first_index, allowed), layout.fps, report)
-    check_missing_values(rel, table, report)
+    common.check_episode_rows(
+        rel, table, common.EpisodeRows(episode.index, first_index, allowed), layout.fps, report
+    )
+    common.check_missing_values(rel, table, report)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,37 +336,34 @@ def _check_parquet(
 def _check_videos(
     root: Path, report: VerifyReport, layout: _Layout, episodes: list[_Episode], decode: bool
 ) -> None:
-    if layout.features is None:
-        return
-    for key in layout.video_keys:
-        info = layout.features[key].get("info")
+    for key, ft, size in common.cameras(layout):
+        info = ft.get("info")
         codec = info.get("video.codec") if isinstance(info, dict) else None
-        height, width = layout.features[key]["shape"][:2]
         for episode in episodes:
             rel = layout.video_file(episode.index, key)
             if not (root / rel).is_file():
                 report.problem(rel, f"missing (episode {episode.index}, camera {key})")
                 continue
-            probe = probe_video(root / rel, decode)
-            for error in _video_errors(probe, episode.length, (width, height), layout.fps, codec, decode):
+            probe = common.probe_video(root / rel, decode)
+            for error in _video_errors(probe, episode.length, size, layout.fps, codec, decode):
                 report.problem(rel, error)
 
 
 def _video_errors(
-    probe: VideoProbe,
+    probe: common.VideoProbe,
     length: int,
     size: tuple[int, int],
     fps: int | None,
     codec: str | None,
     decoded: bool,
 ) -> list[str]:
-    errors = stream_errors(probe, codec, "yuv420p", decoded)
+    errors = common.stream_errors(probe, codec, "yuv420p", decoded)
     if probe.streams == 0:
         return errors
     what = "decoded frames" if decoded else "packets"
     if probe.frames != length:
         errors.append(f"{probe.frames} {what}, expected {length} (the episode length)")
-    errors += size_errors(probe, size)
+    errors += common.size_errors(probe, size)
     if fps is not None:
         for i, time in enumerate(probe.times):
             # Frame i must be shown at i / fps; LeRobot seeks by timestamp, so drift mislabels frames.
@@ -469,14 +385,8 @@ def _check_leftovers(root: Path, report: VerifyReport, layout: _Layout, episodes
     expected = {f"meta/{name}" for name in META_FILES}
     expected |= {layout.data_file(ep.index) for ep in episodes}
     expected |= {layout.video_file(ep.index, key) for ep in episodes for key in layout.video_keys}
-    checked = ["meta", "data"]
-    if layout.features is not None:
-        checked.append("videos")
-    elif (root / "videos").is_dir():
-        report.note("videos/: not checked for leftovers because meta/info.json has no usable features")
-    for rel in files_under(root, checked):
-        if rel not in expected:
-            report.problem(rel, _leftover_reason(rel))
+    checked = ["meta", *common.leftover_folders(root, layout, report)]
+    common.report_leftovers(root, checked, expected, _leftover_reason, report)
 
 
 def _leftover_reason(rel: str) -> str:

@@ -34,43 +34,28 @@ from typing import Any
 
 import pyarrow as pa
 
+from operating_platform.dataset.verify import common
 from operating_platform.dataset.verify.common import (
     INFO,
     QUANTILE_KEYS,
     STAT_KEYS,
     TEMPORARY,
     TIMESTAMP_TOLERANCE_S,
-    EpisodeRows,
-    VideoProbe,
-    check_episode_rows,
-    check_features,
-    check_info_keys,
-    check_missing_values,
-    check_parquet_schema,
-    check_top_level,
-    feature_stats_errors,
-    files_under,
     is_int,
     is_number,
     is_temporary,
-    parquet_rows,
-    probe_video,
-    read_parquet,
     rel_path,
-    size_errors,
-    stream_errors,
-    template_works,
-    video_info,
 )
 from operating_platform.dataset.verify.report import VerifyReport, guard
 
 CODEBASE_VERSION = "v3.0"
+# The totals of info.json, which must agree with the files.
+COUNTS = ("total_episodes", "total_frames", "total_tasks")
+# Every key, in the order LeRobot writes them.
 INFO_KEYS = (
     "codebase_version",
     "robot_type",
-    "total_episodes",
-    "total_frames",
-    "total_tasks",
+    *COUNTS,
     "chunks_size",
     "data_files_size_in_mb",
     "video_files_size_in_mb",
@@ -80,9 +65,14 @@ INFO_KEYS = (
     "video_path",
     "features",
 )
-DEFAULT_CHUNKS_SIZE = 1000
-DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
-VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+# LeRobot globs data/*/*.parquet whatever data_path says, so only the documented one works.
+DATA_PATH = common.PathTemplate(
+    "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet", {"chunk_index": 0, "file_index": 0}
+)
+VIDEO_PATH = common.PathTemplate(
+    "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
+    {"video_key": "k", "chunk_index": 0, "file_index": 0},
+)
 EPISODES_DIR = "meta/episodes"
 EPISODES_FILE = re.compile(r"chunk-(\d{3,})/file-(\d{3,})\.parquet")
 TASKS = "meta/tasks.parquet"
@@ -102,18 +92,11 @@ KIND_NAMES = {
 
 
 @dataclass
-class _Layout:
-    """What the rest of the checks need from info.json, with safe fallbacks when it is damaged."""
+class _Layout(common.Layout):
+    """The v3.0 templates, which place files by their chunk and file index."""
 
-    fps: int | None = None
-    data_path: str = DATA_PATH
-    video_path: str = VIDEO_PATH
-    # Features that passed the structural checks, in info.json order; None when unusable.
-    features: dict[str, dict[str, Any]] | None = None
-
-    @property
-    def video_keys(self) -> list[str]:
-        return [k for k, ft in (self.features or {}).items() if ft["dtype"] == "video"]
+    data_path: str = DATA_PATH.documented
+    video_path: str = VIDEO_PATH.documented
 
     @property
     def stats_features(self) -> dict[str, dict[str, Any]]:
@@ -138,12 +121,9 @@ class _VideoSpan:
 
 
 @dataclass
-class _Episode:
+class _Episode(common.Episode):
     """One usable row of meta/episodes."""
 
-    index: int
-    length: int
-    tasks: list[str]
     # Frames of all episodes before it: its first global `index`, which is also its first row in
     # the concatenation of data files LeRobot indexes by position.
     first_index: int
@@ -167,7 +147,8 @@ class _Episodes:
 
 def verify_v30(root: Path, info: dict[str, Any] | None, report: VerifyReport, decode: bool) -> None:
     """Check `root` against the v3.0 layout; `info` is info.json as loaded (None if unusable)."""
-    layout = guard(report, INFO, _check_info, info, report) or _Layout()
+    # Without a usable info.json the other checks go by the documented layout.
+    layout = _Layout() if info is None else (guard(report, INFO, _check_info, info, report) or _Layout())
     data_rows, data_readable = guard(report, "data/", _loaded_data_rows, root) or (0, False)
     info = info or {}
     declared = info.get("total_episodes")
@@ -188,71 +169,26 @@ def verify_v30(root: Path, info: dict[str, Any] | None, report: VerifyReport, de
     guard(report, "data/", _check_data, root, report, layout, read.episodes, task_list)
     guard(report, "videos/", _check_videos, root, report, layout, read.episodes, decode)
     guard(report, "leftovers", _check_leftovers, root, report, layout, read)
-    guard(report, "top level", check_top_level, root, report)
 
 
 # ---------------------------------------------------------------------------------------------
 # meta/info.json
 
 
-def _check_info(info: dict[str, Any] | None, report: VerifyReport) -> _Layout:
+def _check_info(info: dict[str, Any], report: VerifyReport) -> _Layout:
     """Check info.json on its own and return the layout the other checks rely on."""
-    layout = _Layout()
-    if info is None:
-        return layout
-    check_info_keys(info, INFO_KEYS, CODEBASE_VERSION, report)
     # LeRobot's own v2.1 converter appends keys at the end, so another order is no fault.
-    present = [k for k in info if k in INFO_KEYS]
-    if present != [k for k in INFO_KEYS if k in info]:
+    present = common.check_info_keys(info, INFO_KEYS, CODEBASE_VERSION, report)
+    if present is not None:
         report.note(f"{INFO}: keys in another order than LeRobot writes them: {', '.join(present)}")
-    robot_type = info.get("robot_type")
-    if robot_type is not None and not isinstance(robot_type, str):
-        report.problem(INFO, f"robot_type must be a string or null, got {robot_type!r}")
-    for key in ("total_episodes", "total_frames", "total_tasks"):
-        if key in info and not (is_int(info[key]) and info[key] >= 0):
-            report.problem(INFO, f"{key} must be a non-negative integer, got {info[key]!r}")
+    common.check_info_types(info, COUNTS, report)
     for key in ("data_files_size_in_mb", "video_files_size_in_mb"):
         if key in info and not (is_number(info[key]) and info[key] > 0):
             report.problem(INFO, f"{key} must be a positive number, got {info[key]!r}")
-
-    chunks_size, fps = info.get("chunks_size"), info.get("fps")
-    if is_int(chunks_size) and chunks_size > 0:
-        if chunks_size != DEFAULT_CHUNKS_SIZE:
-            report.note(f"{INFO}: chunks_size is {chunks_size} (LeRobot writes {DEFAULT_CHUNKS_SIZE})")
-    elif "chunks_size" in info:
-        report.problem(INFO, f"chunks_size must be a positive integer, got {chunks_size!r}")
-    if is_int(fps) and fps > 0:
-        layout.fps = fps
-    elif "fps" in info:
-        report.problem(INFO, f"fps must be a positive integer, got {fps!r}")
-
-    features = info.get("features")
-    if isinstance(features, dict):
-        has_episodes = is_int(info.get("total_episodes")) and info["total_episodes"] > 0
-        layout.features = check_features(features, has_episodes, report)
-    elif "features" in info:
-        report.problem(INFO, "features must be an object")
-    _check_templates(info, layout, report)
+    layout = _Layout()
+    # chunks_size is only checked: each episode's metadata says in which chunk its files are.
+    common.check_info_layout(info, layout, DATA_PATH, VIDEO_PATH, report)
     return layout
-
-
-def _check_templates(info: dict[str, Any], layout: _Layout, report: VerifyReport) -> None:
-    """LeRobot globs data/*/*.parquet whatever data_path says, so only the documented one works."""
-    data_path = info.get("data_path")
-    if "data_path" in info and data_path != DATA_PATH:
-        report.problem(INFO, f"data_path is {data_path!r}, expected {DATA_PATH!r}")
-    if isinstance(data_path, str) and template_works(data_path, chunk_index=0, file_index=0):
-        layout.data_path = data_path
-
-    video_path = info.get("video_path")
-    if video_path is None:
-        if layout.video_keys:
-            report.problem(INFO, "video_path is null but there are video features")
-        return
-    if video_path != VIDEO_PATH:
-        report.problem(INFO, f"video_path is {video_path!r}, expected {VIDEO_PATH!r} or null")
-    if isinstance(video_path, str) and template_works(video_path, video_key="k", chunk_index=0, file_index=0):
-        layout.video_path = video_path
 
 
 def _check_counters(
@@ -271,9 +207,7 @@ def _check_counters(
     if is_int(episodes):
         if read.readable and episodes != read.rows:
             report.problem(INFO, f"total_episodes is {episodes} but {EPISODES_DIR} has {read.rows} row(s)")
-        splits = info.get("splits")
-        if splits != {"train": f"0:{episodes}"} and not (episodes == 0 and splits == {}):
-            report.problem(INFO, f"splits is {splits!r}, expected {{'train': '0:{episodes}'}}")
+        common.check_splits(info, episodes, report)
     elif "splits" in info and not isinstance(info["splits"], dict):
         report.problem(INFO, f"splits must be an object, got {info['splits']!r}")
     if is_int(frames):
@@ -294,7 +228,7 @@ def _loaded_data_rows(root: Path) -> tuple[int, bool]:
     """Rows of the files LeRobot loads as data (data/*/*.parquet, hidden ones included), and
     whether all of them could be read."""
     data = root / "data"
-    counts = [parquet_rows(path) for path in data.glob("*/*.parquet")] if data.is_dir() else []
+    counts = [common.parquet_rows(path) for path in data.glob("*/*.parquet")] if data.is_dir() else []
     return sum(n or 0 for n in counts), None not in counts
 
 
@@ -314,7 +248,7 @@ def _check_tasks(root: Path, report: VerifyReport, required: bool) -> tuple[int 
             report.problem(TASKS, "missing")
             return None, None
         return 0, None
-    table = read_parquet(path, TASKS, report)
+    table = common.read_parquet(path, TASKS, report)
     if table is None:
         return None, None
     index_column = _pandas_index_column(table.schema, report)
@@ -455,7 +389,7 @@ def _check_episodes(
     first_index = 0  # frames of the usable episodes read so far
     for path in paths:
         rel = rel_path(root, path)
-        table = read_parquet(path, rel, report)
+        table = common.read_parquet(path, rel, report)
         if table is None:
             read.readable = read.complete = False
             continue
@@ -548,7 +482,9 @@ def _check_episode_row(
         columns = {stat: f"stats/{name}/{stat}" for stat in (*STAT_KEYS, *QUANTILE_KEYS)}
         stats = {stat: row[column] for stat, column in columns.items() if column in present}
         # Missing columns are reported once per file; a camera's count may be frames or pixels.
-        errors = feature_stats_errors(stats, ft, length, required=(), visual_count_at_most_length=False)
+        errors = common.feature_stats_errors(
+            stats, ft, length, required=(), visual_count_at_most_length=False
+        )
         for error in errors:
             report.problem(where, f"stats of {name!r}: {error}")
     return episode
@@ -597,39 +533,19 @@ def _check_stats(
 
     `frames` (the episodes' lengths summed; None if unknown) is what a numeric count must be.
     """
-    path = root / STATS
-    if not path.is_file():
-        if required:
-            report.problem(STATS, "missing")
-        return
-    try:
-        stats = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        report.problem(STATS, f"not valid JSON ({exc})")
-        return
-    if not isinstance(stats, dict):
-        report.problem(STATS, "not a JSON object")
-        return
-    if layout.features is None:
+    stats = common.read_json_object(root, STATS, report, required)
+    if stats is None or layout.features is None:
         return  # without usable features there is nothing to check the stats against
-    features = layout.stats_features
-    missing = [name for name in features if name not in stats]
-    if missing:
-        report.problem(STATS, f"no stats for features: {', '.join(missing)}")
-    for name, feature_stats in stats.items():
-        if name not in features:
-            report.problem(STATS, f"stats for {name!r}, which is not a feature in meta/info.json")
-            continue
-        errors = feature_stats_errors(
-            feature_stats,
-            features[name],
-            frames,
-            required=(*STAT_KEYS, *QUANTILE_KEYS),
-            visual_count_at_most_length=False,
-            length_name="the frames of all episodes,",
-        )
-        for error in errors:
-            report.problem(STATS, f"stats of {name!r}: {error}")
+    common.check_stats_object(
+        STATS,
+        stats,
+        layout.stats_features,
+        frames,
+        report,
+        required=(*STAT_KEYS, *QUANTILE_KEYS),
+        visual_count_at_most_length=False,
+        length_name="the frames of all episodes,",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -663,28 +579,23 @@ def _check_data(
         previous = rel
 
     for rel, in_file in files.items():
-        path = root / rel
-        if not path.is_file():
-            report.problem(rel, f"missing ({_pointing(in_file)} to it)")
-            continue
-        table = read_parquet(path, rel, report)
+        pointed_by = f"{_pointing(in_file)} to it"
+        table = common.read_data_file(root, rel, pointed_by, layout.features, report, VECTOR_TYPES)
         if table is None:
             continue
-        if layout.features is not None:
-            check_parquet_schema(rel, table.schema, layout.features, report, VECTOR_TYPES)
         frames = sum(ep.length for ep in in_file)
         if table.num_rows != frames:
-            report.problem(rel, f"{table.num_rows} rows, expected {frames} ({_pointing(in_file)} to it)")
+            report.problem(rel, f"{table.num_rows} rows, expected {frames} ({pointed_by})")
         offset = 0
         for episode in in_file:
             known = tasks is not None and bool(episode.tasks)  # else reported in meta/
             allowed = {i for i, task in enumerate(tasks or []) if task in episode.tasks} if known else None
-            rows = EpisodeRows(
+            rows = common.EpisodeRows(
                 episode.index, episode.first_index, allowed, offset, f"episode {episode.index}: "
             )
-            check_episode_rows(rel, table.slice(offset, episode.length), rows, layout.fps, report)
+            common.check_episode_rows(rel, table.slice(offset, episode.length), rows, layout.fps, report)
             offset += episode.length
-        check_missing_values(rel, table, report)
+        common.check_missing_values(rel, table, report)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -694,13 +605,9 @@ def _check_data(
 def _check_videos(
     root: Path, report: VerifyReport, layout: _Layout, episodes: list[_Episode], decode: bool
 ) -> None:
-    if layout.features is None:
-        return
-    for key in layout.video_keys:
-        ft = layout.features[key]
-        codec = video_info(ft, "video.codec")
-        pix_fmt = video_info(ft, "video.pix_fmt") or "yuv420p"
-        height, width = ft["shape"][:2]
+    for key, ft, size in common.cameras(layout):
+        codec = common.video_info(ft, "video.codec")
+        pix_fmt = common.video_info(ft, "video.pix_fmt") or "yuv420p"
         files: dict[str, list[_Episode]] = {}
         for episode in episodes:
             span = episode.videos.get(key)
@@ -711,12 +618,12 @@ def _check_videos(
             if not path.is_file():
                 report.problem(rel, f"missing ({_pointing(in_file)} to it for camera {key})")
                 continue
-            probe = probe_video(path, decode)
-            for error in stream_errors(probe, codec, pix_fmt, decode):
+            probe = common.probe_video(path, decode)
+            for error in common.stream_errors(probe, codec, pix_fmt, decode):
                 report.problem(rel, error)
             if probe.streams == 0:
                 continue
-            for error in size_errors(probe, (width, height)):
+            for error in common.size_errors(probe, size):
                 report.problem(rel, error)
             _check_overlaps(rel, key, in_file, report)
             for episode in in_file:
@@ -736,7 +643,7 @@ def _check_overlaps(rel: str, key: str, episodes: list[_Episode], report: Verify
 
 
 def _span_errors(
-    probe: VideoProbe, episode: _Episode, span: _VideoSpan, fps: int | None, decoded: bool
+    probe: common.VideoProbe, episode: _Episode, span: _VideoSpan, fps: int | None, decoded: bool
 ) -> list[str]:
     """An episode's [from_timestamp, to_timestamp) against the frames of its file."""
     errors = []
@@ -782,7 +689,7 @@ def _check_leftovers(root: Path, report: VerifyReport, layout: _Layout, read: _E
     # Well-named episode metadata files are the dataset's even when unreadable (reported then).
     expected |= {
         rel
-        for rel in files_under(root, [EPISODES_DIR])
+        for rel in common.files_under(root, [EPISODES_DIR])
         if EPISODES_FILE.fullmatch(rel[len(EPISODES_DIR) + 1 :])
     }
     for episode in read.episodes:
@@ -790,18 +697,12 @@ def _check_leftovers(root: Path, report: VerifyReport, layout: _Layout, read: _E
             expected.add(layout.data_file(*episode.data))
         for key, span in episode.videos.items():
             expected.add(layout.video_file(key, span.chunk, span.file))
-    checked = ["meta"]
-    if not read.complete:
-        report.note(f"data/, videos/: not checked for leftovers because {EPISODES_DIR} is not all readable")
-    elif layout.features is None:
-        checked.append("data")
-        if (root / "videos").is_dir():
-            report.note("videos/: not checked for leftovers because meta/info.json has no usable features")
+    if read.complete:
+        checked = ["meta", *common.leftover_folders(root, layout, report)]
     else:
-        checked += ["data", "videos"]
-    for rel in files_under(root, checked):
-        if rel not in expected:
-            report.problem(rel, _leftover_reason(rel))
+        checked = ["meta"]
+        report.note(f"data/, videos/: not checked for leftovers because {EPISODES_DIR} is not all readable")
+    common.report_leftovers(root, checked, expected, _leftover_reason, report)
 
 
 def _leftover_reason(rel: str) -> str:

@@ -126,6 +126,22 @@ def _refusal(exc: Exception, logged: list) -> str:
     return getattr(exc, "strerror", None) or str(exc).split(":")[0]
 
 
+def leave_realtime_scheduling() -> None:
+    """Put every thread of this process that runs under a real-time policy back to the normal one.
+
+    SVT-AV1, run by root, starts its threads (and may switch the thread that opens it) under
+    SCHED_FIFO at the highest priority. Such threads ignore niceness and take a core from the
+    capture clock whenever they have work; processes started afterwards inherit the policy. A
+    recorder (or an encoder) has no business there, so it leaves it right after opening one.
+    """
+    realtime = (getattr(os, "SCHED_FIFO", -1), getattr(os, "SCHED_RR", -1))
+    with contextlib.suppress(OSError):
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):  # a thread may end while we look
+                if os.sched_getscheduler(int(tid)) in realtime:
+                    os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
+
+
 def probe_encoder(settings: VideoSettings) -> set[str]:
     """Open the encoder with `settings` once, before anything is recorded.
 
@@ -143,6 +159,8 @@ def probe_encoder(settings: VideoSettings) -> set[str]:
             except EncoderRefused as alone:
                 raise EncoderRefused(name, alone.reason) from None
         raise refused from None
+    finally:
+        leave_realtime_scheduling()
 
 
 class VideoEncoder:
@@ -180,6 +198,8 @@ class VideoEncoder:
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         frame.pts = self.frames
         self._mux(self._stream.encode(frame))
+        if self.frames == 0:  # the codec is opened, and its threads started, by the first frame
+            leave_realtime_scheduling()
         self.frames += 1
 
     def _mux(self, packets: list) -> None:

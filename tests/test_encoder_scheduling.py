@@ -1,0 +1,85 @@
+"""No thread of the recorder or its encoder runs under a real-time scheduling policy.
+
+SVT-AV1, run by root (as on many robot computers), starts its threads under SCHED_FIFO at the
+highest priority: they would ignore niceness and take a core from the capture clock, and every
+process started afterwards would inherit the policy. The recorder puts them back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAST
+
+SVT = ["--record.vcodec=libsvtav1", "--record.preset=12", "--record.crf=30"]
+
+
+def _policies(pid: int) -> set[int]:
+    """The scheduling policy (stat field 41) of every thread of a process."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found.add(int(fields[38]))  # field 41 counted from 1, after pid and comm
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="SVT-AV1 asks for a real-time policy only when run by root")
+def test_recording_with_svt_av1_keeps_every_thread_off_real_time(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "operating_platform.core.main", *FAST, *SVT,
+            "--record.repo_id=lab/svt", f"--record.root={tmp_path / 'ds'}",
+            "--record.num_episodes=2", "--record.episode_time_s=1.5",
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    seen: dict[int, set[int]] = {}
+    encoders = set()
+    while proc.poll() is None:
+        for pid in [proc.pid, *_children(proc.pid)]:
+            if pid != proc.pid:
+                encoders.add(pid)
+            with contextlib.suppress(OSError):  # it may have ended meanwhile
+                seen.setdefault(pid, set()).update(_policies(pid))
+        time.sleep(0.05)
+    out = proc.communicate()[0]
+    assert proc.returncode == 0, out
+    assert encoders, "the encoder process was never seen"
+    assert all(policies <= {os.SCHED_OTHER} for policies in seen.values()), seen
+
+
+def test_opening_an_svt_av1_encoder_leaves_this_process_as_it_was(tmp_path: Path) -> None:
+    # In a fresh interpreter: the check of settings at start opens the encoder in the recorder.
+    code = (
+        "import os\n"
+        "from operating_platform.dataset.video import VideoSettings, VideoEncoder, probe_encoder\n"
+        "import numpy as np\n"
+        "probe_encoder(VideoSettings(vcodec='libsvtav1', preset='12', crf=30))\n"
+        "print(sorted({os.sched_getscheduler(int(t)) for t in os.listdir('/proc/self/task')}))\n"
+        "e = VideoEncoder('out.mp4', 64, 48, 30, VideoSettings(vcodec='libsvtav1', preset='12'))\n"
+        "for _ in range(3): e.encode(np.zeros((48, 64, 3), np.uint8))\n"
+        "print(sorted({os.sched_getscheduler(int(t)) for t in os.listdir('/proc/self/task')}))\n"
+        "e.close()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [f"[{os.SCHED_OTHER}]"] * 2, proc.stdout

@@ -115,9 +115,10 @@ def _build(meta: V30Metadata, stream: str, group: list[_File], groups: list[list
                 rows[episode] = {"data/chunk_index": target.chunk, "data/file_index": target.file}
     else:
         offsets = _merge_videos([f.path for f in group], staged, [meta.frames_in(f.episodes) for f in group])
+        committed = meta.episode_rows  # a copy: read it once, not once per episode
         for f, offset in zip(group, offsets, strict=True):
             for episode in f.episodes:
-                row = meta.episode_rows[episode]
+                row = committed[episode]
                 rows[episode] = {
                     f"{stream}/chunk_index": target.chunk,
                     f"{stream}/file_index": target.file,

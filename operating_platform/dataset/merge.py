@@ -33,6 +33,7 @@ from operating_platform.dataset.metadata import (
     DoRobotDatasetMetadata,
     EpisodeRecord,
 )
+from operating_platform.dataset.publish import default_columns, parquet_table
 from operating_platform.dataset.reader import DatasetReader, VideoSegment
 from operating_platform.dataset.stats import QUANTILES, ImageStatsAccumulator, numeric_stats, stats_to_json
 
@@ -151,16 +152,11 @@ def _copy_episode(reader: DatasetReader, index: int, meta: DoRobotDatasetMetadat
     columns = {
         name: _column(table, name) for name in meta.data_schema().names if name not in DEFAULT_FEATURES
     }
-    columns.update(
-        timestamp=np.arange(length) / meta.fps,
-        frame_index=np.arange(length, dtype=np.int64),
-        episode_index=np.full(length, new_index, dtype=np.int64),
-        index=np.arange(meta.total_frames, meta.total_frames + length, dtype=np.int64),
-        task_index=np.array([task_of[t] for t in tasks], dtype=np.int64),
-    )
+    columns.update(default_columns(length, meta.fps, new_index, meta.total_frames, 0))
+    columns["task_index"] = np.array([task_of[t] for t in tasks], dtype=np.int64)  # may vary by frame
     data_path = meta.data_path(new_index)
     make_dirs_within(meta.root, data_path.parent)
-    pq.write_table(_table(columns, meta.data_schema()), data_path, compression="snappy")
+    pq.write_table(parquet_table(columns, meta.data_schema()), data_path, compression="snappy")
     stats = {k: numeric_stats(v) for k, v in columns.items()}
     video_info = {}
     for key in reader.video_keys:
@@ -182,18 +178,6 @@ def _column(table: pa.Table, name: str) -> np.ndarray:
     if pa.types.is_list(column.type):
         return np.asarray(column.to_pylist())
     return column.to_numpy()
-
-
-def _table(columns: dict[str, np.ndarray], schema: pa.Schema) -> pa.Table:
-    arrays = []
-    for field in schema:
-        values = columns[field.name]
-        if pa.types.is_fixed_size_list(field.type):
-            flat = pa.array(values.reshape(-1), type=field.type.value_type)
-            arrays.append(pa.FixedSizeListArray.from_arrays(flat, type=field.type))
-        else:
-            arrays.append(pa.array(values.astype(field.type.to_pandas_dtype()), type=field.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _camera_stats(

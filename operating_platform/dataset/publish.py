@@ -26,7 +26,9 @@ from operating_platform.dataset.stats import numeric_stats, stats_to_json
 from operating_platform.dataset.timing import timing_table
 
 
-def _default_columns(length: int, fps: int, episode_index: int, start: int, task_index: int) -> dict:
+def default_columns(length: int, fps: int, episode_index: int, start: int, task_index: int) -> dict:
+    """The five columns every LeRobot episode has, for an episode of `length` frames whose first
+    frame is the dataset's frame `start`."""
     frame_index = np.arange(length, dtype=np.int64)
     return {
         # Stats use the float64 times, as LeRobot computes them; the parquet stores float32.
@@ -38,7 +40,8 @@ def _default_columns(length: int, fps: int, episode_index: int, start: int, task
     }
 
 
-def _parquet_table(columns: dict[str, np.ndarray], schema: pa.Schema) -> pa.Table:
+def parquet_table(columns: dict[str, np.ndarray], schema: pa.Schema) -> pa.Table:
+    """An episode's parquet table from its columns (vectors as (frames, n) arrays)."""
     arrays = []
     for key in schema.names:
         values = columns[key]
@@ -72,7 +75,7 @@ def commit_episode(
     vectors = {k: v[: encoded.length] for k, v in rows.columns.items()}
     episode_index = meta.total_episodes
     task_index = meta.task_index(encoded.task)
-    defaults = _default_columns(encoded.length, meta.fps, episode_index, meta.total_frames, task_index)
+    defaults = default_columns(encoded.length, meta.fps, episode_index, meta.total_frames, task_index)
     columns = {**vectors, **defaults}
     marker = journal_dir / COMMIT_FILE
     staged_parquet = staging_dir(journal_dir) / STAGED_PARQUET
@@ -88,7 +91,7 @@ def commit_episode(
         make_dirs_within(meta.root, staged_parquet.parent)
         for _, final in moves:
             make_dirs_within(meta.root, final.parent)
-        pq.write_table(_parquet_table(columns, meta.data_schema()), staged_parquet, compression="snappy")
+        pq.write_table(parquet_table(columns, meta.data_schema()), staged_parquet, compression="snappy")
         pq.write_table(timing_table(rows, encoded.length, meta.fps), staged_timing, compression="snappy")
         faults.check("fsync", episode_index, attempt)
         for staged, _ in moves:

@@ -31,6 +31,7 @@ from operating_platform import faults
 from operating_platform.dataset.diskspace import is_disk_full
 from operating_platform.dataset.encode import encode_episode
 from operating_platform.dataset.lock import ENCODER_LOCK, FileLock
+from operating_platform.dataset.realtime import forgo_realtime
 from operating_platform.dataset.video import VideoSettings
 
 DEFAULT_NICENESS = 10
@@ -113,6 +114,7 @@ def main(argv: Sequence[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(niceness)
+    forgo_realtime()  # niceness means nothing to a real-time thread
     if len(argv) > 5:
         # Held until this process ends: recovery waits for it rather than race an orphan.
         encoder_lock = FileLock(Path(argv[5]), ENCODER_LOCK)

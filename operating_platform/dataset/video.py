@@ -17,6 +17,8 @@ os.environ.setdefault("SVT_LOG", "1")
 import av
 import av.logging
 
+from operating_platform.dataset.realtime import without_realtime
+
 PIX_FMT = "yuv420p"
 
 
@@ -126,22 +128,6 @@ def _refusal(exc: Exception, logged: list) -> str:
     return getattr(exc, "strerror", None) or str(exc).split(":")[0]
 
 
-def leave_realtime_scheduling() -> None:
-    """Put every thread of this process that runs under a real-time policy back to the normal one.
-
-    SVT-AV1, run by root, starts its threads (and may switch the thread that opens it) under
-    SCHED_FIFO at the highest priority. Such threads ignore niceness and take a core from the
-    capture clock whenever they have work; processes started afterwards inherit the policy. A
-    recorder (or an encoder) has no business there, so it leaves it right after opening one.
-    """
-    realtime = (getattr(os, "SCHED_FIFO", -1), getattr(os, "SCHED_RR", -1))
-    with contextlib.suppress(OSError):
-        for tid in os.listdir("/proc/self/task"):
-            with contextlib.suppress(OSError):  # a thread may end while we look
-                if os.sched_getscheduler(int(tid)) in realtime:
-                    os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
-
-
 def probe_encoder(settings: VideoSettings) -> set[str]:
     """Open the encoder with `settings` once, before anything is recorded.
 
@@ -149,18 +135,21 @@ def probe_encoder(settings: VideoSettings) -> set[str]:
     accepted but ignores (an encoder without presets, say).
     """
     options = settings.codec_options()
+    with without_realtime():
+        return _find_refused_option(settings.vcodec, options)
+
+
+def _find_refused_option(vcodec: str, options: dict[str, str]) -> set[str]:
     try:
-        return _open_probe(settings.vcodec, options)
+        return _open_probe(vcodec, options)
     except EncoderRefused as refused:
         # FFmpeg says only "Invalid argument": find the option at fault by trying each alone.
         for name, value in options.items():
             try:
-                _open_probe(settings.vcodec, {name: value})
+                _open_probe(vcodec, {name: value})
             except EncoderRefused as alone:
                 raise EncoderRefused(name, alone.reason) from None
         raise refused from None
-    finally:
-        leave_realtime_scheduling()
 
 
 class VideoEncoder:
@@ -197,9 +186,10 @@ class VideoEncoder:
     def encode(self, rgb: Any) -> None:
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         frame.pts = self.frames
-        self._mux(self._stream.encode(frame))
-        if self.frames == 0:  # the codec is opened, and its threads started, by the first frame
-            leave_realtime_scheduling()
+        # The codec is opened, and its threads started, by the first frame.
+        with without_realtime() if self.frames == 0 else contextlib.nullcontext():
+            packets = self._stream.encode(frame)
+        self._mux(packets)
         self.frames += 1
 
     def _mux(self, packets: list) -> None:

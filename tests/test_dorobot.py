@@ -124,12 +124,17 @@ def _timing(root: Path, episode: int) -> dict[str, np.ndarray]:
 
 
 def _leader_ticks(actions: np.ndarray) -> list[int]:
-    """For each recorded action, the leader tick whose joints it is exactly (-1: none)."""
+    """For each recorded action, the leader tick whose joints it is exactly (-1: none).
+
+    The leader's motion repeats every 150 ticks, so a pose matches several ticks: each action
+    gets the first one at or after the tick before it (a late start may cross a repeat).
+    """
     table = np.stack([sim_frames.leader_joints(k) for k in range(3000)])
-    ticks = []
+    ticks: list[int] = []
     for action in actions:
         match = np.flatnonzero((table == action).all(axis=1))
-        ticks.append(int(match[0]) if match.size else -1)
+        later = match[match >= (ticks[-1] if ticks else 0)]
+        ticks.append(int(later[0]) if later.size else -1)
     return ticks
 
 

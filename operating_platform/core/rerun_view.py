@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,7 @@ MAX_WIDTH = 320
 MAX_HZ = 10.0
 CONNECT_TIMEOUT_S = 2.0
 VIEWER_START_TIMEOUT_S = 15.0
+VIEWER_SETTLE_S = 1.0  # a viewer that fails to open its window does so well within it
 CAMERA_PREFIX = "observation.images."
 INSTALL_HINT = "pip install 'operating_platform[rerun]'"
 # The columns every dataset has; they are indices, not signals worth plotting.
@@ -165,12 +166,7 @@ def _start_local_viewer() -> None:
         )
         deadline = time.monotonic() + VIEWER_START_TIMEOUT_S
         while _reachable("127.0.0.1", VIEWER_PORT, 0.2) is not None:
-            if viewer.poll() is not None:
-                output.seek(0)
-                said = [line.strip() for line in output.read().decode(errors="replace").splitlines()]
-                last = next((line for line in reversed(said) if line), f"exit status {viewer.returncode}")
-                # Its last words end with the cause ("...: Failed to open connection to X server").
-                raise RerunSinkError(f"the Rerun viewer did not start: {_shorten(last.rsplit(': ', 1)[-1])}")
+            _check_alive(viewer, output)
             if time.monotonic() > deadline:
                 viewer.terminate()
                 raise RerunSinkError(
@@ -178,6 +174,22 @@ def _start_local_viewer() -> None:
                     f"within {VIEWER_START_TIMEOUT_S:g} s"
                 )
             time.sleep(0.1)
+        # It may listen before it opens its window, and fail on that (no display): only a viewer
+        # still there a moment later has started.
+        settled = time.monotonic() + VIEWER_SETTLE_S
+        while time.monotonic() < settled:
+            _check_alive(viewer, output)
+            time.sleep(0.05)
+
+
+def _check_alive(viewer: subprocess.Popen, output: IO[bytes]) -> None:
+    if viewer.poll() is None:
+        return
+    output.seek(0)
+    said = [line.strip() for line in output.read().decode(errors="replace").splitlines()]
+    last = next((line for line in reversed(said) if line), f"exit status {viewer.returncode}")
+    # Its last words end with the cause ("...: Failed to open connection to X server").
+    raise RerunSinkError(f"the Rerun viewer did not start: {_shorten(last.rsplit(': ', 1)[-1])}")
 
 
 def _shorten(text: str, limit: int = 160) -> str:

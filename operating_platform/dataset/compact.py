@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from operating_platform import faults
 from operating_platform.dataset.fsutil import fsync_dir, fsync_file, make_dirs_within, write_json_atomic
 from operating_platform.dataset.metadata import INFO_PATH
+from operating_platform.dataset.swap import files_lock
 
 if TYPE_CHECKING:
     from operating_platform.dataset.formats.v30 import V30Metadata
@@ -48,6 +49,7 @@ class _File:
     file: int
     path: Path
     size: int
+    codec: str | None = None  # videos only: files of two codecs cannot be joined by copying
     episodes: list[int] = field(default_factory=list)
 
 
@@ -57,7 +59,8 @@ def _files(meta: V30Metadata, stream: str) -> list[_File]:
         slot = (row[f"{stream}/chunk_index"], row[f"{stream}/file_index"])
         if not files or (files[-1].chunk, files[-1].file) != slot:
             path = meta.stream_path(stream, *slot)
-            files.append(_File(*slot, path, path.stat().st_size))
+            codec = None if stream == "data" else _codec(path)
+            files.append(_File(*slot, path, path.stat().st_size, codec))
         files[-1].episodes.append(row["episode_index"])
     return files
 
@@ -66,7 +69,7 @@ def _groups(files: list[_File], cap: int) -> list[list[_File]]:
     groups: list[list[_File]] = []
     size = 0
     for f in files:
-        if groups and size + f.size <= cap:
+        if groups and size + f.size <= cap and f.codec == groups[-1][-1].codec:
             groups[-1].append(f)
             size += f.size
         else:
@@ -75,29 +78,57 @@ def _groups(files: list[_File], cap: int) -> list[list[_File]]:
     return groups
 
 
+# (inode, size, mtime) -> codec: packing looks at every file after each commit, and a file
+# changes identity whenever it is rewritten, so an entry never goes stale.
+_codecs: dict[tuple[int, int, int], str] = {}
+
+
+def _codec(path: Path) -> str:
+    st = path.stat()
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _codecs:
+        with av.open(str(path)) as container:
+            _codecs[key] = container.streams.video[0].codec_context.codec.canonical_name
+    return _codecs[key]
+
+
 def _cap(meta: V30Metadata, stream: str) -> int:
     key = "data_files_size_in_mb" if stream == "data" else "video_files_size_in_mb"
     return int(meta.info[key] * MB)
+
+
+def settled_files(meta: V30Metadata, stream: str, final: bool) -> set[Path]:
+    """The video files packing will not merge again: alone in a closed group (with `final`,
+    the session is over and the last group is closed too). Only these may be re-encoded."""
+    groups = _groups(_files(meta, stream), _cap(meta, stream))
+    closed = groups if final else groups[:-1]
+    return {group[0].path for group in closed if len(group) == 1}
 
 
 def compact(meta: V30Metadata, final: bool, say: Callable[[str], None] = lambda _line: None) -> int:
     """Merge every closed group (and with `final` the last one too); returns how many merges."""
     merged = 0
     for stream in meta.streams:
-        while True:
-            groups = _groups(_files(meta, stream), _cap(meta, stream))
-            closed = groups if final else groups[:-1]
-            group = next((g for g in closed if len(g) > 1), None)
-            if group is None:
-                break
-            say(
-                f"{stream}: packing episodes {group[0].episodes[0]}-{group[-1].episodes[-1]} into "
-                f"{meta.relative(group[0].path)} ({len(group)} files)"
-            )
-            plan = _build(meta, stream, group, groups)
-            apply_plan(meta, plan)
-            merged += 1
+        # Held from looking at the files to the plan applied: a compressed copy swapped in
+        # meanwhile would change a file of the group under the merge.
+        with files_lock(meta.root):
+            while _merge_next(meta, stream, final, say):
+                merged += 1
     return merged
+
+
+def _merge_next(meta: V30Metadata, stream: str, final: bool, say: Callable[[str], None]) -> bool:
+    groups = _groups(_files(meta, stream), _cap(meta, stream))
+    closed = groups if final else groups[:-1]
+    group = next((g for g in closed if len(g) > 1), None)
+    if group is None:
+        return False
+    say(
+        f"{stream}: packing episodes {group[0].episodes[0]}-{group[-1].episodes[-1]} into "
+        f"{meta.relative(group[0].path)} ({len(group)} files)"
+    )
+    apply_plan(meta, _build(meta, stream, group, groups))
+    return True
 
 
 def _build(meta: V30Metadata, stream: str, group: list[_File], groups: list[list[_File]]) -> dict[str, Any]:

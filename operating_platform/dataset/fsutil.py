@@ -7,6 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+# What the program keeps in a dataset folder for itself (journals, locks, plans); LeRobot ignores it.
+PRIVATE_DIR = ".dorobot"
+
 
 def fsync_dir(path: Path) -> None:
     """Make a rename or creation inside `path` durable."""

@@ -4,6 +4,10 @@
   dataset. A second one is refused at once with a clear message.
 - `encoder.lock`, shared by the encoder processes: recovery takes it exclusively, so it waits
   until an encoder left behind by a killed recorder has noticed and quit, instead of racing it.
+  The compressor process holds it shared too.
+- `compress.lock`, exclusive: held by the one process compressing the dataset's videos.
+- `files.lock`, exclusive: held for the moment a committed file is replaced or renamed (a
+  compressed copy swapped in, files packed), by whichever process does it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from operating_platform.dataset.metadata import PRIVATE_DIR, DatasetError
 
 SESSION_LOCK = "session.lock"
 ENCODER_LOCK = "encoder.lock"
+FILES_LOCK = "files.lock"
+COMPRESS_LOCK = "compress.lock"
 
 
 class FileLock:

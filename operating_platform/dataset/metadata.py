@@ -20,11 +20,11 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from operating_platform import faults
+from operating_platform.dataset.compress_target import accepted_codecs, read_target, write_target
 from operating_platform.dataset.features import arrow_schema, video_keys, with_default_features
-from operating_platform.dataset.fsutil import fsync_dir, write_json_atomic
+from operating_platform.dataset.fsutil import PRIVATE_DIR, fsync_dir, write_json_atomic
 
 INFO_PATH = "meta/info.json"
-PRIVATE_DIR = ".dorobot"
 CHUNKS_SIZE = 1000
 FORMATS = ("v2.1", "v3.0")
 DEFAULT_FORMAT = "v2.1"
@@ -82,6 +82,9 @@ class DoRobotDatasetMetadata:
         self._committed_tasks = len(tasks)
         self._lengths = lengths
         self._meta_lock = threading.Lock()
+        target = read_target(root)
+        # With a compression target, info.json names the codec every video is on its way to.
+        self.compress_codec: str | None = target["codec"] if target else None
 
     # -- creation and loading ---------------------------------------------------------------
 
@@ -324,10 +327,11 @@ class DoRobotDatasetMetadata:
         info.json states one codec and pixel format per camera for every episode; an episode
         encoded otherwise would contradict it.
         """
+        waiting = accepted_codecs(self.root, self.compress_codec)
         for key in self.video_keys:
             info = self.features[key].get("info") or {}
             codec, their_pix_fmt = info.get("video.codec"), info.get("video.pix_fmt")
-            if codec is not None and codec != stream_codec:
+            if codec is not None and codec != stream_codec and stream_codec not in waiting:
                 encoder = ENCODER_FOR.get(codec, f"<an encoder of {codec}>")
                 raise DatasetError(
                     f"cannot resume {self.root}: --record.vcodec={vcodec} writes {stream_codec} videos, "
@@ -347,6 +351,27 @@ class DoRobotDatasetMetadata:
             if task not in self._tasks:
                 self._tasks.append(task)
             return self._tasks.index(task)
+
+    def set_compression_target(self, target: dict[str, Any]) -> None:
+        """Give the dataset a compression target (see `compress_target`): its settings file,
+        then info.json naming the target codec for every camera that has videos."""
+        with self._meta_lock:
+            write_target(self.root, {**target, "waiting_codecs": self._video_codecs() - {target["codec"]}})
+            self.compress_codec = target["codec"]
+            info = json.loads(json.dumps(self.info))
+            for key in self.video_keys:
+                if "info" in info["features"][key]:
+                    info["features"][key]["info"]["video.codec"] = target["codec"]
+            if info != self.info:
+                write_json_atomic(self.root / INFO_PATH, info)
+                self.info = info
+
+    def _video_codecs(self) -> set[str]:
+        return {
+            ft["info"]["video.codec"]
+            for key, ft in self.features.items()
+            if key in self.video_keys and "video.codec" in ft.get("info", {})
+        }
 
     def commit_episode(self, record: EpisodeRecord) -> None:
         """Publish an episode whose data files are already in place: the layout's lists, then
@@ -373,6 +398,8 @@ class DoRobotDatasetMetadata:
                 )
                 for key, block in record.video_info.items():
                     info["features"][key].setdefault("info", block)
+                    if self.compress_codec is not None:
+                        info["features"][key]["info"]["video.codec"] = self.compress_codec
                 write_json_atomic(self.root / INFO_PATH, info, sync_dir=False)  # the commit point
             except BaseException:
                 undo()

@@ -11,7 +11,8 @@ recovery
    crash is committed with its intact frames (`salvage_partial`) or set aside whole;
 3. on request, brings back episodes set aside earlier (`retry_failed`, `salvage_partial`) and
    commits them under the next free index;
-4. finishes packing the files (v3.0; see compact.py), including a merge a kill interrupted;
+4. finishes packing the files (v3.0; see compact.py), including a merge a kill interrupted,
+   and a compressed copy's swap a kill interrupted (see swap.py);
 5. removes what retired journals and staging left behind.
 A full disk is not the episodes' fault: their journals stay where they are, recovery stops and
 says how much space it needs. Running it twice changes nothing the second time. Each step is
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from operating_platform import faults
+from operating_platform.dataset import swap
 from operating_platform.dataset.diskspace import MB, MIN_FREE_BYTES, free_bytes, is_disk_full
 from operating_platform.dataset.finalize import finalize_journal
 from operating_platform.dataset.fsutil import make_dirs_within, write_json_atomic
@@ -117,6 +119,7 @@ def recover_dataset(
         DoRobotDatasetMetadata.layout(info.get("codebase_version")).trim_to_info(root, info, act)
         meta = DoRobotDatasetMetadata.load(root)
         meta.finish_interrupted(act)
+        swap.finish_interrupted(root, act)
         _roll_back_uncounted_files(meta, act)
         try:
             for journal in journals_in(meta.private_dir):

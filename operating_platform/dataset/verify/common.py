@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -662,8 +662,13 @@ def probe_video(path: Path, decode: bool) -> VideoProbe:
     return probe
 
 
-def stream_errors(probe: VideoProbe, codec: str | None, pix_fmt: str, decoded: bool) -> list[str]:
-    """Readability, stream count, pixel format and codec; empty when the file has no stream at all."""
+def stream_errors(
+    probe: VideoProbe, codec: str | None, pix_fmt: str, decoded: bool, waiting: Collection[str] = ()
+) -> list[str]:
+    """Readability, stream count, pixel format and codec; empty when the file has no stream at all.
+
+    `waiting`: codecs a file may still have until it is compressed (see `compress_target`).
+    """
     what = "decoded frames" if decoded else "packets"
     errors = []
     if probe.error is not None:
@@ -674,7 +679,7 @@ def stream_errors(probe: VideoProbe, codec: str | None, pix_fmt: str, decoded: b
         errors.append(f"{probe.streams} streams, expected a single video stream")
     if probe.pix_fmt != pix_fmt:
         errors.append(f"pixel format {probe.pix_fmt}, expected {pix_fmt}")
-    if codec is not None and probe.codec != codec:
+    if codec is not None and probe.codec != codec and probe.codec not in waiting:
         errors.append(f"codec {probe.codec}, but meta/info.json says {codec}")
     return errors
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from operating_platform.dataset.compress_target import accepted_codecs
 from operating_platform.dataset.verify import common
 from operating_platform.dataset.verify.common import (
     DEFAULT_CHUNKS_SIZE,
@@ -339,13 +340,14 @@ def _check_videos(
     for key, ft, size in common.cameras(layout):
         info = ft.get("info")
         codec = info.get("video.codec") if isinstance(info, dict) else None
+        waiting = accepted_codecs(root, codec)
         for episode in episodes:
             rel = layout.video_file(episode.index, key)
             if not (root / rel).is_file():
                 report.problem(rel, f"missing (episode {episode.index}, camera {key})")
                 continue
             probe = common.probe_video(root / rel, decode)
-            for error in _video_errors(probe, episode.length, size, layout.fps, codec, decode):
+            for error in _video_errors(probe, episode.length, size, layout.fps, codec, waiting, decode):
                 report.problem(rel, error)
 
 
@@ -355,9 +357,10 @@ def _video_errors(
     size: tuple[int, int],
     fps: int | None,
     codec: str | None,
+    waiting: set[str],
     decoded: bool,
 ) -> list[str]:
-    errors = common.stream_errors(probe, codec, "yuv420p", decoded)
+    errors = common.stream_errors(probe, codec, "yuv420p", decoded, waiting)
     if probe.streams == 0:
         return errors
     what = "decoded frames" if decoded else "packets"

@@ -34,6 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from operating_platform.dataset.compress_target import accepted_codecs
 from operating_platform.dataset.verify import common
 from operating_platform.dataset.verify.common import (
     INFO,
@@ -608,6 +609,7 @@ def _check_videos(
     for key, ft, size in common.cameras(layout):
         codec = common.video_info(ft, "video.codec")
         pix_fmt = common.video_info(ft, "video.pix_fmt") or "yuv420p"
+        waiting = accepted_codecs(root, codec)
         files: dict[str, list[_Episode]] = {}
         for episode in episodes:
             span = episode.videos.get(key)
@@ -619,7 +621,7 @@ def _check_videos(
                 report.problem(rel, f"missing ({_pointing(in_file)} to it for camera {key})")
                 continue
             probe = common.probe_video(path, decode)
-            for error in common.stream_errors(probe, codec, pix_fmt, decode):
+            for error in common.stream_errors(probe, codec, pix_fmt, decode, waiting):
                 report.problem(rel, error)
             if probe.streams == 0:
                 continue

@@ -1,4 +1,4 @@
-"""Keep encoder threads out of real-time scheduling.
+"""Keep encoder threads out of real-time scheduling, and below everything else.
 
 SVT-AV1, run by root (as on many robot computers), switches every thread it starts to SCHED_FIFO
 at the highest priority. Such threads ignore niceness and take a core from the capture clock
@@ -7,6 +7,9 @@ the CAP_SYS_NICE capability cannot make that switch (RLIMIT_RTPRIO is 0 unless s
 it), and threads inherit their creator's capabilities: so a thread that gives the capability up
 before opening an encoder keeps all of the encoder's threads on the normal policy, from their
 first instant.
+
+The other way round, `run_only_when_idle` puts a process under SCHED_IDLE: it then gets a core
+only when no normal thread wants it, so a capture tick that falls due never waits for it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import threading
 from collections.abc import Iterator
 
 _CAP_SYS_NICE = 23
@@ -92,3 +96,26 @@ def leave_realtime_scheduling() -> None:
             with contextlib.suppress(OSError):  # a thread may end while we look
                 if os.sched_getscheduler(int(tid)) in realtime:
                     os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
+
+
+def run_only_when_idle() -> bool:
+    """Put every thread of this process, and every thread they start, under SCHED_IDLE.
+
+    Such threads run only on CPU time that no normal thread wants: a thread of another process
+    waking up (the capture clock) takes their core at once, where niceness only shrinks their
+    share. Call it before starting threads of one's own (threads inherit the policy from their
+    creator). Returns False where the kernel has no SCHED_IDLE, leaving niceness to do what it can.
+    """
+    policy = getattr(os, "SCHED_IDLE", None)
+    if policy is None:
+        return False
+    try:
+        tids = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [0]  # 0: the calling thread
+    applied = False
+    for tid in tids:
+        with contextlib.suppress(OSError):  # a thread may end while we look
+            os.sched_setscheduler(tid, policy, os.sched_param(0))
+            applied = applied or tid in (0, threading.get_native_id())
+    return applied

@@ -3,6 +3,8 @@
 dorobot record --record.repo_id=... [--robot.* --record.* flags]
 dorobot verify ROOT [--no-decode]
 dorobot find-cameras [PATHS...] [--output-dir DIR]
+dorobot info ROOT [--json]
+dorobot compress ROOT [--codec av1] [--preset P] [--crf N] [--g N] [--min-psnr DB]
 dorobot view ROOT [--episode N] [--rerun_addr HOST:PORT | --save FILE.rrd]
 dorobot push ROOT DEST [--retry-for S]
 dorobot convert ROOT --to v3.0|v2.1 [--output NEW_ROOT]
@@ -31,6 +33,9 @@ commands:
   find-cameras  list the cameras OpenCV can open, save a still of each: dorobot find-cameras [PATHS...]
   convert  write a dataset in the other layout, leaving it untouched: dorobot convert ROOT --to v3.0
   merge    gather datasets of several stations into one: dorobot merge OUT SRC1 SRC2 ...
+  compress re-encode a dataset's videos to a smaller codec, checked, swapped in safely: dorobot compress ROOT
+  info     what a dataset holds, per camera its codecs, sizes and compression: dorobot info ROOT [--json]
+dorobot compress ROOT [--codec av1] [--preset P] [--crf N] [--g N] [--min-psnr DB]
   view     replay an episode in Rerun (needs rerun-sdk): dorobot view ROOT --episode N [--save FILE.rrd]
   push     upload a dataset, or finish a session's upload: dorobot push ROOT hf://datasets/USER/NAME|s3://...
 """
@@ -210,6 +215,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return convert_main(rest)
     if command == "merge":
         return merge_main(rest)
+    if command == "info":
+        from operating_platform.info import info_main
+
+        return info_main(rest)
+    if command == "compress":
+        from operating_platform.compress.command import compress_main
+
+        return compress_main(rest)
     if command == "view":
         from operating_platform.view import view_main
 

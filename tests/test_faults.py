@@ -145,17 +145,22 @@ def test_no_step_recreates_a_dataset_folder_moved_away(tmp_path: Path, step: str
     assert not root.exists(), sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
-def test_journal_cut_short_before_its_header_is_removed_not_set_aside(tmp_path: Path) -> None:
-    # Killed (or its folder moved) between creating the journal and writing its header: no frame
-    # can have been captured, so there is nothing to keep and nothing to report as failed.
+@pytest.mark.parametrize("cut", ["before its header", "after its header, before its rows file"])
+def test_journal_cut_short_as_it_opened_is_removed_not_set_aside(tmp_path: Path, cut: str) -> None:
+    # Killed (or its folder moved) while the journal was being opened: its rows file comes
+    # before any frame, so without it there is nothing to keep and nothing to report as failed.
     robot = make_robot(SimRobotConfig(camera_width=64, camera_height=48))
     robot.connect()
     ds = DoRobotDataset.create("lab/faults", tmp_path / "ds", 30, robot.robot_type, robot.features)
     ds.add_frame(robot.capture(), "t")
     assert ds.save_episode() == 0
-    journal = ds.journal_dir / "20261130T000000-1-000000000"
-    journal.mkdir()
-    (journal / ".header.json.tmp").write_text('{"format": 1, "fps"')
+    if cut == "before its header":
+        journal = ds.journal_dir / "20261130T000000-1-000000000"
+        journal.mkdir()
+        (journal / ".header.json.tmp").write_text('{"format": 1, "fps"')
+    else:
+        journal = ds.open_episode("t")
+        (journal / "rows.log").unlink()
     ds.close()
 
     lines: list[str] = []

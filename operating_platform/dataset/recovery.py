@@ -34,7 +34,6 @@ from operating_platform.dataset.finalize import finalize_journal
 from operating_platform.dataset.fsutil import make_dirs_within, write_json_atomic
 from operating_platform.dataset.journal import (
     CLOSED_FILE,
-    HEADER_FILE,
     ROWS_FILE,
     JournalError,
     JournalReader,
@@ -197,8 +196,8 @@ def _recover_journal(
         retire_journal(journal)
         act(f"journal {name}: episode {index} was already committed; removed its journal")
         return
-    if not (journal / HEADER_FILE).exists() and not (journal / ROWS_FILE).exists():
-        # Cut short before its header was written, which comes before any frame.
+    if not (journal / ROWS_FILE).exists():
+        # Cut short while it was opened: its rows file is created before any frame is written.
         retire_journal(journal)
         act(f"journal {name}: no frame was captured; removed")
         return

@@ -24,6 +24,7 @@ from operating_platform.dataset.swap import FileId, staged_path, swap_in
 REFUSED_FILE = "refused.json"
 POLL_S = 1.0  # how often an idle loop looks for newly committed episodes
 NO_ROOM_WAIT_S = 30.0
+GIVE_UP_S = 30.0  # how long a dataset may stay unreadable before the loop stops
 
 
 class Controls:
@@ -71,12 +72,20 @@ class Compressor:
     def run(self) -> None:
         """Compress what waits; return once the session is over (`final`) and nothing is left.
         Raises `Stopped` when told to stop."""
+        unreadable_since: float | None = None
         while not self.controls.stop.is_set():
             self._wait_while_paused()
             try:
                 meta = DoRobotDatasetMetadata.load(self.root)
-            except DatasetError:
-                time.sleep(0.2)  # read between a commit's files and its info.json: look again
+                unreadable_since = None
+            except DatasetError as exc:
+                # Read between a commit's files and its info.json: look again. A dataset that
+                # stays unreadable (removed, damaged) is not ours to wait for.
+                unreadable_since = unreadable_since or time.monotonic()
+                if time.monotonic() - unreadable_since > GIVE_UP_S:
+                    self.report({"event": "error", "error": f"stopped: {exc}"})
+                    raise Stopped from None
+                time.sleep(0.2)
                 continue
             waiting = waiting_files(meta, self.codec, self.controls.final.is_set(), self._skip())
             self._report_backlog(meta, waiting)

@@ -31,6 +31,30 @@ FAST = [
 ]
 
 
+def _real_time_threads() -> list[int]:
+    """This process's threads under a real-time scheduling policy."""
+    found = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            if os.sched_getscheduler(int(task.name)) in (os.SCHED_FIFO, os.SCHED_RR):
+                found.append(int(task.name))
+        except OSError:  # the thread ended meanwhile
+            continue
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _test_process_stays_off_real_time() -> Iterator[None]:
+    """Fail the test that leaves the test process under a real-time policy (SVT-AV1 opened here
+    by root does it): every recorder started afterwards would inherit SCHED_FIFO and, spinning,
+    hold both cores until nothing else runs, this process included."""
+    yield
+    if leaked := _real_time_threads():
+        for tid in leaked:
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        pytest.fail(f"threads {leaked} of the test process were left under a real-time policy")
+
+
 def run_record(
     *flags: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess:

@@ -20,6 +20,7 @@ import av
 import pyarrow.parquet as pq
 import pytest
 
+from operating_platform.dataset.realtime import without_realtime
 from tests.conftest import episode_lengths, error_lines, run_session
 
 TOP = "observation.images.image_top"
@@ -112,7 +113,9 @@ def _minutes(frames: int) -> float:
 def _reencode_to_av1(path: Path) -> None:
     """Replace an mp4 by its AV1 re-encoding: same frames, same time base and timestamps."""
     new = path.with_name(path.name + ".av1.mp4")
-    with av.open(str(path)) as src, av.open(str(new), "w") as dst:
+    # In this process, SVT-AV1 run by root would put the test process under SCHED_FIFO, and
+    # every recorder the suite starts afterwards with it.
+    with without_realtime(), av.open(str(path)) as src, av.open(str(new), "w") as dst:
         source = src.streams.video[0]
         out = dst.add_stream("libsvtav1", rate=source.average_rate, options={"preset": "12", "crf": "30"})
         out.width, out.height, out.pix_fmt = (

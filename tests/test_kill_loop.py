@@ -122,7 +122,7 @@ def _kill_a_recovery(trial: Trial, root: Path, rng: random.Random) -> str:
     )
     time.sleep(rng.uniform(0.05, 1.5))
     proc.kill()
-    out, _ = proc.communicate()
+    out, _ = proc.communicate(timeout=60)
     return out
 
 
@@ -209,7 +209,8 @@ def test_kill_aimed_at_retiring_a_journal_and_at_recovery_itself(tmp_path: Path)
     # Retirement: the saver holds a committed journal renamed out of journal/ but not deleted.
     root = tmp_path / "retire"
     out = _start_and_kill_at(root, r"Episode 0 saved successfully", "retire=60")
-    rec = subprocess.run(Trial(0, salvage=True).recover_command(root), capture_output=True, text=True)
+    recover = Trial(0, salvage=True).recover_command(root)
+    rec = subprocess.run(recover, capture_output=True, text=True, timeout=300)
     assert rec.returncode == 0, rec.stdout + rec.stderr
     assert "removed leftovers" in rec.stdout and "retired" in rec.stdout, rec.stdout
     _assert_each_announced_once(root, _announced(out), out + rec.stdout)
@@ -228,7 +229,7 @@ def test_kill_aimed_at_retiring_a_journal_and_at_recovery_itself(tmp_path: Path)
     finally:
         proc.kill()
         proc.wait()
-    rec = subprocess.run(recover, capture_output=True, text=True)
+    rec = subprocess.run(recover, capture_output=True, text=True, timeout=300)
     assert rec.returncode == 0, rec.stdout + rec.stderr
     assert "committed as episode 1 " in rec.stdout, "".join(seen) + rec.stdout  # it went on where it died
     _assert_each_announced_once(root, _announced(out), out + "".join(seen) + rec.stdout)
@@ -260,10 +261,10 @@ def _trial(number: int, layout: str, tmp_path: Path) -> Outcome:
     killed_recovery = _kill_a_recovery(trial, root, rng) if trial.kill_recovery else ""
 
     # One recovery makes it whole, whatever state the kills left.
-    rec = subprocess.run(trial.recover_command(root), capture_output=True, text=True)
+    rec = subprocess.run(trial.recover_command(root), capture_output=True, text=True, timeout=300)
     set_aside = "set aside whole" in rec.stdout
     assert rec.returncode == (1 if set_aside else 0), rec.stdout + rec.stderr
-    again = subprocess.run(trial.recover_command(root)[:5], capture_output=True, text=True)
+    again = subprocess.run(trial.recover_command(root)[:5], capture_output=True, text=True, timeout=300)
     assert "nothing to recover" in again.stdout, again.stdout  # recovery is idempotent
 
     context = f"trial {number}:\n{out}\n{killed_recovery}\n{rec.stdout}"

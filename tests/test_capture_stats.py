@@ -62,7 +62,13 @@ def test_status_line_shows_skipped_ticks() -> None:
     stats = CaptureStats(30)
     stats.missed_ticks = 14
     record = SimpleNamespace(
-        stats=stats, episode_frames=30, fps=30, status=lambda: None, task="Pick", halted=None
+        stats=stats,
+        session_missed_ticks=14,
+        episode_frames=30,
+        fps=30,
+        status=lambda: None,
+        task="Pick",
+        halted=None,
     )
     line = render(record, "REC", 0, None, (2**30, 10.0)).plain
     assert "0 late, 14 skipped" in line, line

@@ -236,3 +236,52 @@ def test_kill_loop_compressor_killed_at_random_points(
     assert all(codec(p) == "av1" for p in videos(root))
     assert_valid(root, len(episode_lengths(original)))
     assert_same_frames(original, root)
+
+
+def _compressor_done(root: Path, timeout: float = 120) -> None:
+    """Wait until no compressor holds the dataset's compress lock."""
+    from operating_platform.dataset.lock import COMPRESS_LOCK, FileLock
+
+    lock = FileLock(root, COMPRESS_LOCK)
+    assert lock.acquire(wait_s=timeout), "the compressor never finished"
+    lock.release()
+
+
+def test_a_session_compresses_in_the_background_and_finishes_after_it(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    plain = tmp_path / "plain"
+    result = run_session(root, "--record.compress=av1", episodes=3)
+    assert result.returncode == 0, result.stderr
+    record(plain, episodes=3)  # the same session (same seed), not compressed, to compare with
+    _compressor_done(root)
+    assert all(codec(p) == "av1" for p in videos(root))
+    assert_valid(root, 3)
+    assert_same_frames(plain, root)
+    info = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "operating_platform.cli", "info", str(root), "--json"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    assert all(camera["waiting"]["episodes"] == 0 for camera in info["cameras"].values())
+
+
+def test_a_killed_recorder_stops_its_compressor_and_recover_leaves_it_whole(tmp_path: Path) -> None:
+    from tests.conftest import FAST, start_record, wait_for_line
+
+    root = tmp_path / "ds"
+    proc = start_record(
+        *FAST, "--record.repo_id=lab/c", f"--record.root={root}", "--record.num_episodes=20",
+        "--record.episode_time_s=1", "--record.reset_time_s=0.5", "--record.compress=av1",
+    )  # fmt: skip
+    seen: list[str] = []
+    wait_for_line(proc, r"Compressed observation", seen, timeout=120)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # Its compressor notices (its commands' pipe is closed) and stops, files whole.
+    _compressor_done(root, timeout=30)
+    recovered = run_recover(root, "--salvage-partial")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert_valid(root)
+    assert any(codec(p) == "av1" for p in videos(root))
+    assert not any((root / ".dorobot/compress").glob("*.staged.mp4"))

@@ -67,6 +67,7 @@ def test_save_returns_at_once_when_saving_has_halted(tmp_path: Path, then: str) 
 def test_status_line_shows_why_saving_stopped() -> None:
     record = SimpleNamespace(
         stats=CaptureStats(30),
+        session_missed_ticks=0,
         episode_frames=0,
         fps=30,
         status=lambda: None,

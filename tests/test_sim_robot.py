@@ -160,6 +160,44 @@ def test_frames_are_textured_and_move_with_the_arm():
         assert (big > 40).mean() > 0.01, cam
 
 
+def test_noise_is_on_by_default_and_off_gives_the_clean_renders():
+    assert SimRobotConfig().noise is True
+    noisy, default = connected(num_cameras=3, seed=8, noise=True), connected(num_cameras=3, seed=8)
+    clean, again = (
+        connected(num_cameras=3, seed=8, noise=False),
+        connected(num_cameras=3, seed=8, noise=False),
+    )
+    previous = None
+    for on, same, off, off_again in zip(
+        run(noisy, 20), run(default, 20), run(clean, 20), run(again, 20), strict=True
+    ):
+        for key in on:
+            assert on[key].tobytes() == same[key].tobytes(), key
+            assert off[key].tobytes() == off_again[key].tobytes(), key  # still deterministic
+        for key in ("action", "observation.state"):  # noise or not, the arm moves the same
+            assert np.array_equal(on[key], off[key]), key
+        noises = {}
+        for cam in ALL_CAMERAS:
+            key = f"observation.images.{cam}"
+            noise = on[key].astype(np.int16) - off[key].astype(np.int16)
+            # The noisy frame is the clean one plus per-pixel noise of a dozen levels, no more.
+            assert noise.min() >= 0 and noise.max() < 16, cam
+            assert noise.std() > 1.5 and np.abs(np.diff(noise, axis=1)).mean() > 1.5, cam
+            noises[cam] = noise
+        if previous is not None:  # and the noise changes from one tick to the next
+            assert all(not np.array_equal(previous[cam], noises[cam]) for cam in ALL_CAMERAS)
+        previous = noises
+
+
+def test_noise_flag_on_the_command_line():
+    @dataclasses.dataclass
+    class Cli:
+        robot: RobotConfig = dataclasses.field(default_factory=SimRobotConfig)
+
+    assert draccus.parse(Cli, args=["--robot.type=sim"]).robot.noise is True
+    assert draccus.parse(Cli, args=["--robot.type=sim", "--robot.noise=false"]).robot.noise is False
+
+
 def test_wrist_view_differs_from_top_view():
     obs = connected(num_cameras=2, seed=2).capture()
     top = obs["observation.images.image_top"].astype(np.int16)

@@ -28,6 +28,7 @@ def _record_like(root: Path) -> SimpleNamespace:
         fps=30,
         raw_bytes_per_frame=57600,
         stats=CaptureStats(30),
+        session_missed_ticks=0,
         episode_frames=0,
         task="Pick the cube",
         status=lambda: None,
@@ -111,6 +112,7 @@ def test_messages_from_other_threads_never_land_on_the_status_line(monkeypatch: 
     meta = SimpleNamespace(total_episodes=0, video_keys=[])
     record = SimpleNamespace(
         stats=CaptureStats(30),
+        session_missed_ticks=0,
         episode_frames=0,
         fps=30,
         status=lambda: None,

@@ -74,7 +74,13 @@ def test_status_line_shows_repeated_frames_and_worst_age_per_stream() -> None:
     stats.stream_frame(np.array([0.001, 0.040]), np.array([False, True]))
     stats.stream_frame(np.array([0.002, 0.075]), np.array([False, True]))
     record = SimpleNamespace(
-        fps=30, stats=stats, episode_frames=2, status=lambda: None, halted=None, task="Pick"
+        fps=30,
+        stats=stats,
+        session_missed_ticks=0,
+        episode_frames=2,
+        status=lambda: None,
+        halted=None,
+        task="Pick",
     )
     line = status.render(record, "REC", 0, None, (2**30, 10.0)).plain
     assert "observation.state 0/2 ms" in line and "image_top 2/75 ms" in line, line

@@ -494,6 +494,7 @@ def _record_like(root: Path) -> SimpleNamespace:
     """What the status line reads from a `Record`."""
     return SimpleNamespace(
         stats=CaptureStats(30),
+        session_missed_ticks=0,
         episode_frames=0,
         fps=30,
         task="Pick the cube",

@@ -30,7 +30,7 @@ GIVE_UP_S = 30.0  # how long a dataset may stay unreadable before the loop stops
 class Controls:
     """How the loop is driven from outside: paused while the recorder needs the CPU, told when
     the session is over (`final`: the last v3.0 files are packed, so they may be compressed
-    too), woken when an episode was committed, stopped."""
+    too), stopped; `wake` cuts an idle wait short when one of those changes."""
 
     def __init__(self, final: bool = False) -> None:
         self.paused = threading.Event()
@@ -116,7 +116,7 @@ class Compressor:
         self.report({"event": "compressing", "file": waiting.relative, "camera": waiting.camera})
         try:
             transcode(path, staged, self.settings.video, self._between_frames)
-            check = check_copy(path, staged, self.settings.min_psnr)
+            check = check_copy(path, staged, self.settings.min_psnr, self._between_frames)
         except Stopped:
             staged.unlink(missing_ok=True)
             raise

@@ -1,7 +1,6 @@
 """`CompressProcess`: the recorder's handle on the background compression of its dataset.
 
-    compress = CompressProcess.for_session(root)
-    compress.pause() / compress.resume()   # around each recorded episode
+    compress = CompressProcess.for_session(root, may_run=lambda: not recording and not encoding)
     compress.status().describe()           # "compress: 4 episodes (1.3 min) waiting"
     compress.finish_session()              # goes on alone until nothing waits
 
@@ -19,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -30,6 +30,7 @@ from operating_platform.upload.worker import lower_priority
 
 PACKAGE_PARENT = Path(operating_platform.__file__).resolve().parents[1]
 MB = 1e6
+FOLLOW_EVERY_S = 0.1
 log = logging.getLogger("operating_platform.compress")
 
 
@@ -73,18 +74,21 @@ class CompressProcess:
     does not wait for it), and a later session or `dorobot compress` takes over from it.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, may_run: Callable[[], bool] = lambda: True) -> None:
         self.root = Path(root).absolute()
+        self.may_run = may_run
         self._status = CompressStatus("starting")
         self._process: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._ended = threading.Event()
 
     @classmethod
-    def for_session(cls, root: Path) -> CompressProcess | None:
-        """Started; None (said in the log) if it cannot start: the recording goes on either way."""
+    def for_session(cls, root: Path, may_run: Callable[[], bool] = lambda: True) -> CompressProcess | None:
+        """Started, paused whenever `may_run()` is false (polled on a thread of its own); None
+        (said in the log) if it cannot start: the recording goes on either way."""
         try:
-            return cls(root).start()
+            return cls(root, may_run).start()
         except OSError as exc:
             log.warning(
                 f"Background compression cannot start ({exc}); recording goes on, "
@@ -112,23 +116,29 @@ class CompressProcess:
         lower_priority(self._process.pid)  # at once; the process lowers itself further
         self._thread = threading.Thread(target=self._read, name="compress-status", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._follow, name="compress-pause", daemon=True).start()
         return self
+
+    def _follow(self) -> None:
+        """Pause the compressor while `may_run()` is false: a recorded episode, or the encoder
+        still catching up on one (the journal it empties matters more than a smaller file)."""
+        running = True
+        while not self._ended.wait(FOLLOW_EVERY_S):
+            wanted = self.may_run()
+            if wanted != running:
+                self._send("resume" if wanted else "pause")
+                running = wanted
 
     def status(self) -> CompressStatus:
         return self._status
 
-    def pause(self) -> None:
+    def hold(self) -> None:
+        """Pause it now, before the capture clock starts, rather than at the next poll."""
         self._send("pause")
-
-    def resume(self) -> None:
-        self._send("resume")
-
-    def wake(self) -> None:
-        """An episode was committed: there may be something new to compress."""
-        self._send("wake")
 
     def finish_session(self) -> CompressStatus:
         """Let it finish what waits on its own, after the recorder is gone; returns the status."""
+        self._ended.set()
         self._send("resume")
         self._send("final")
         with self._lock, contextlib.suppress(OSError):
@@ -138,6 +148,7 @@ class CompressProcess:
 
     def stop(self) -> None:
         """End it now (files stay whole); a later session or `dorobot compress` goes on."""
+        self._ended.set()
         with self._lock, contextlib.suppress(OSError):
             if self._process is not None and self._process.stdin is not None:
                 self._process.stdin.close()  # without `final`: stop

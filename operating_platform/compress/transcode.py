@@ -75,7 +75,9 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255 * 255 / mse)
 
 
-def check_copy(original: Path, copy: Path, min_psnr: float) -> CopyCheck:
+def check_copy(
+    original: Path, copy: Path, min_psnr: float, between_frames: Callable[[], None] = lambda: None
+) -> CopyCheck:
     """Decode both files side by side; raise `CopyRefused` unless the copy is faithful."""
     worst, total, frames = math.inf, 0.0, 0
     with av.open(str(original)) as a, av.open(str(copy)) as b:
@@ -84,6 +86,7 @@ def check_copy(original: Path, copy: Path, min_psnr: float) -> CopyCheck:
         ours, theirs = a.decode(sa), b.decode(sb)
         half_frame = 0.5 / float(sa.average_rate or sa.base_rate)
         for fa in ours:
+            between_frames()
             fb = next(theirs, None)
             if fb is None:
                 raise CopyRefused(f"the copy has {frames} frames, the original more")

@@ -3,7 +3,7 @@
 It compresses the dataset's waiting videos to the target in `.dorobot/compress/settings.json`,
 on CPU time nothing else wants: SCHED_IDLE (where the kernel has it), nice 19, the idle I/O
 class, its encoder's threads never real-time. It reads one command per line on stdin (`pause`,
-`resume`, `wake`: an episode was committed, `final`: the session is over) and writes one JSON
+`resume`, `final`: the session is over) and writes one JSON
 object per line on stdout (see `Compressor`). The end of stdin after `final` lets it finish
 what waits and exit, between sessions; the end of stdin without `final` (the recorder is gone)
 or SIGTERM stops it at once, leaving every file whole.
@@ -33,7 +33,6 @@ from operating_platform.upload.worker import lower_priority
 
 MODULE = "operating_platform.compress.worker"
 TAKEOVER_WAIT_S = 15.0
-COMMANDS = ("pause", "resume", "wake", "final")
 
 
 def take_compress_lock(root: Path) -> FileLock | None:
@@ -59,9 +58,8 @@ def _listen(controls: Controls) -> None:
             controls.paused.set()
         elif command == "resume":
             controls.paused.clear()
-        elif command in ("wake", "final"):
-            if command == "final":
-                controls.final.set()
+        elif command == "final":
+            controls.final.set()
             controls.wake.set()
     if not controls.final.is_set():
         controls.stop.set()

@@ -6,6 +6,11 @@ little is left when it ends; this module's thread commits the results in recordi
 indices never have gaps. A failed encode is retried from the untouched journal with backoff;
 an episode that keeps failing is set aside whole under `.dorobot/failed/` and the episodes
 after it take its place in the order. A full queue makes `queue()` wait; it never drops.
+
+The encoder may be slower than capture (a slow preset, big cameras, a busy machine): capture
+never waits for it, the journals hold what it has yet to encode, and it catches up during
+resets and after the session. `EncoderPace` measures its speed from its progress reports, and
+the saver tells the operator, once, as soon as it is clearly too slow.
 """
 
 from __future__ import annotations
@@ -20,13 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from operating_platform.dataset.diskspace import is_disk_full
+from operating_platform.dataset.diskspace import is_disk_full, raw_bytes_per_second
 from operating_platform.dataset.encode import EncodedEpisode
 from operating_platform.dataset.encode_worker import EncodeJob, EncodeWorker
 from operating_platform.dataset.journal_store import FAILED, retire_journal, set_aside_journal, staging_dir
 from operating_platform.dataset.metadata import DoRobotDatasetMetadata
 from operating_platform.dataset.publish import commit_episode
-from operating_platform.dataset.video import VideoSettings
+from operating_platform.dataset.video import FAST_PRESETS, VideoSettings
 
 log = logging.getLogger("operating_platform.saver")
 PREFIX = "[AsyncEpisodeSaver]"
@@ -95,6 +100,10 @@ class SaverStatus:
     completed: int
     failed: int
     episodes: list[EpisodeProgress]
+    # Frames captured but not yet encoded (the journals hold them), the episode being recorded
+    # included; and the encoder's speed in frames/s when last measured with frames waiting.
+    behind_frames: int = 0
+    encode_fps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -109,13 +118,65 @@ class SaveStats:
         return f"Save stats: queued={self.queued} completed={self.completed} failed={self.failed}{kept}"
 
 
+# The encoder reports progress every 15 frames (`encode_episode`): with that many waiting when it
+# reports, it cannot have waited for capture before the next report.
+REPORT_FRAMES = 15
+# The encoder's speed is measured over about its last few seconds, never over less than two
+# seconds nor fewer than two reports' worth of frames: an encoder that buffers frames ahead
+# (SVT-AV1 takes dozens before it blocks) seems fast while its buffer fills.
+PACE_WINDOW_S = 3.0
+PACE_MIN_SPAN_S = 2.0
+PACE_MIN_FRAMES = 2 * REPORT_FRAMES
+SLOW_RATIO = 0.9  # slower than this fraction of the capture rate: it cannot keep up
+LAG_WARNING_S = 10.0  # this many seconds of frames waiting: it cannot keep up, measured or not
+
+
+class EncoderPace:
+    """How fast the encoder goes when frames are waiting for it: what it can do on this machine.
+
+    Measured from its progress reports, between reports that each found at least a report's
+    worth of frames waiting in the journal: in between, the encoder never waited for capture, so
+    the figure is its own speed, not the capture rate it was following. An encoder that keeps
+    up is rarely measured at all (nothing waits for it), and `fps` stays None until it is.
+    """
+
+    def __init__(self) -> None:
+        self.fps: float | None = None
+        self._job: int | None = None
+        self._stretch: deque[tuple[float, int]] = deque()  # (instant, frames) since frames waited
+
+    def report(self, job_id: int, frames: int, at: float, captured: int) -> float | None:
+        """One progress report: `frames` encoded by `at` while the journal held `captured`.
+
+        Returns a new measurement (frames/s) when the stretch of busy reports is long enough.
+        """
+        if job_id != self._job:  # a new encode starts by opening its encoders: not comparable
+            self._job = job_id
+            self._stretch.clear()
+        measured = None
+        if self._stretch:
+            while len(self._stretch) > 1 and at - self._stretch[1][0] >= PACE_WINDOW_S:
+                self._stretch.popleft()
+            since, first = self._stretch[0]
+            if at - since >= PACE_MIN_SPAN_S and frames - first >= PACE_MIN_FRAMES:
+                measured = self.fps = (frames - first) / (at - since)
+        if captured - frames >= REPORT_FRAMES:
+            self._stretch.append((at, frames))
+        else:  # it may wait for capture before its next report: the stretch ends here
+            self._stretch.clear()
+        return measured
+
+
 class AsyncEpisodeSaver:
     """Saves closed episode journals into the dataset in the background, in order.
 
     Promises: `queue()` returns without encoding anything (it waits only when
     `queue_size` episodes are already waiting); every queued episode ends up either committed
     with the next index or set aside whole in `.dorobot/failed/` with its cause; nothing is
-    dropped. `status()` never blocks on saving work.
+    dropped. `status()` never blocks on saving work. An encoder slower than capture is said, once
+    a session, in one warning line within seconds of it falling behind.
+
+    `live_frames` gives the number of frames captured so far in the episode being recorded.
     """
 
     def __init__(
@@ -125,12 +186,16 @@ class AsyncEpisodeSaver:
         queue_size: int = 10,
         max_retries: int = 3,
         worker: EncodeWorker | None = None,
+        live_frames: Callable[[], int] = lambda: 0,
     ) -> None:
         self.meta = meta
         self.video = video
         self.queue_size = queue_size
         self.max_retries = max_retries
-        self._worker = worker or EncodeWorker(meta.root)
+        self._worker = worker or EncodeWorker(meta.root, vcodec=video.vcodec)
+        self._live_frames = live_frames
+        self.pace = EncoderPace()
+        self._warned = False
         self._order: list[EpisodeSaveTask] = []  # not yet committed or set aside, in recording order
         # Episodes committed, counted here rather than read from `meta`: a commit updates `meta`
         # a moment before its task leaves `_order`, and indices must never count it twice.
@@ -220,9 +285,10 @@ class AsyncEpisodeSaver:
         with self._changed:
             progress = [_progress_of(t) for t in (*self._recent, *self._order)]
             completed, failed = self._completed, self._failed
+            behind = self._behind_locked()
         pending = sum(1 for p in progress if p.state == EpisodeState.PENDING)
         encoding = sum(1 for p in progress if p.state == EpisodeState.ENCODING)
-        return SaverStatus(pending, encoding, completed, failed, progress)
+        return SaverStatus(pending, encoding, completed, failed, progress, behind, self.pace.fps)
 
     @property
     def stats(self) -> SaveStats:
@@ -317,6 +383,15 @@ class AsyncEpisodeSaver:
             ahead += other.state != EpisodeState.FAILED
         return self._committed + ahead
 
+    def _behind_locked(self) -> int:
+        """Frames captured and not yet encoded, over every episode still to be encoded."""
+        behind = 0
+        for task in self._order:
+            if task.encoded is None and not self._out_of_retries(task):
+                captured = self._live_frames() if task.state == EpisodeState.RECORDING else task.frames
+                behind += max(0, captured - task.encoded_frames)
+        return behind
+
     def _next_index_locked(self) -> int:
         return self._committed + sum(1 for t in self._order if t.state != EpisodeState.FAILED)
 
@@ -335,6 +410,7 @@ class AsyncEpisodeSaver:
             with self._changed:
                 if message is not None:
                     self._handle(message)
+                self._check_lag()
                 self._dispatch()
                 head = self._ready_head()
                 closing = self._closing and head is None
@@ -363,6 +439,7 @@ class AsyncEpisodeSaver:
             self._announce(task)
         elif kind == "progress":
             task.encoded_frames = rest[0]
+            self._check_pace(job_id, *rest)
         elif kind == "done":
             task.encoded = rest[0]
             task.encoded_frames = task.encoded.length
@@ -371,6 +448,28 @@ class AsyncEpisodeSaver:
             self._in_flight = None
             self._record_failure(task, rest[0], disk_full=bool(rest[1:] and rest[1]))
         self._changed.notify_all()
+
+    def _check_pace(self, job_id: int, frames: int, at: float, captured: int) -> None:
+        """Warn, once, when the encoder is measured slower than capture."""
+        fps = self.pace.report(job_id, frames, at, captured)
+        if fps is not None and fps < SLOW_RATIO * self.meta.fps:
+            self._warn_slow(fps)
+
+    def _check_lag(self) -> None:
+        """Warn, once, when the encoder is far behind, even if it was never measured.
+
+        An encoder that hardly gets the CPU at all (a machine busy with other work) reports too
+        seldom to be measured, but its lag grows all the same.
+        """
+        if not self._warned and not self.halted and self._behind_locked() >= LAG_WARNING_S * self.meta.fps:
+            self._warn_slow(self.pace.fps)
+
+    def _warn_slow(self, fps: float | None) -> None:
+        if self._warned:
+            return
+        self._warned = True
+        frame_bytes = raw_bytes_per_second(self.meta.features, self.meta.fps) // self.meta.fps
+        log.warning(describe_slow_encoder(self.video, fps, self.meta.fps, frame_bytes))
 
     def _record_failure(self, task: EpisodeSaveTask, reason: str, disk_full: bool = False) -> None:
         task.error = reason
@@ -498,6 +597,33 @@ class AsyncEpisodeSaver:
             f"the episodes after it take its place. `dorobot recover {self.meta.root} --retry-failed` "
             "commits it once the cause is fixed"
         )
+
+
+def describe_slow_encoder(video: VideoSettings, fps: float | None, capture_fps: int, frame_bytes: int) -> str:
+    """The operator's line for an encoder slower than capture: measured at `fps` frames/s, or
+    (None) found far behind without a measurement."""
+    preset = video.codec_options().get("preset")
+    encoder = f"{video.vcodec}" + (f" preset {preset}" if preset is not None else "")
+    if fps is None:
+        pace = f"it is over {LAG_WARNING_S:g} s behind capture, which makes {capture_fps} frames/s"
+        growth = f"up to {capture_fps * frame_bytes * 60 / 2**20:,.0f}"
+    else:
+        pace = f"it encodes {fps:.1f} frames/s, capture makes {capture_fps}"
+        growth = f"about {(capture_fps - fps) * frame_bytes * 60 / 2**20:,.0f}"
+    fastest = FAST_PRESETS.get(video.vcodec)
+    if fastest is not None and preset != fastest:
+        remedy = f"a faster --record.preset (up to {fastest})"
+        if video.vcodec != "libx264":
+            remedy += " or --record.vcodec=libx264"
+    elif video.vcodec != "libx264":
+        remedy = "--record.vcodec=libx264"
+    else:
+        remedy = "fewer or smaller cameras, or a lower --record.fps"
+    return (
+        f"The encoder ({encoder}) cannot keep up on this machine: {pace}. Capture stays on time; "
+        f"episodes wait in the journal (it grows {growth} MB per minute of recording) and are "
+        f"encoded during resets and after the session. To keep up, record with {remedy}"
+    )
 
 
 def _progress_of(task: EpisodeSaveTask) -> EpisodeProgress:

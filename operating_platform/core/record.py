@@ -1,8 +1,10 @@
 """`Record`: the capture clock, and the save / discard / stop calls the operator's program makes.
 
 Capture runs on its own thread at a fixed rate. Each tick reads the robot and hands the frame
-to the dataset's journal, which writes it before the tick ends; nothing slow ever runs there.
-Ending an episode only closes its journal and hands it to the `AsyncEpisodeSaver`.
+to the dataset's journal, which writes it before the tick ends; nothing slow ever runs there,
+and nothing waits for the encoder, which follows the journal at its own pace. Ending an
+episode only closes its journal and hands it to the `AsyncEpisodeSaver`. A tick that cannot
+be kept (a robot read that blocked) is skipped and counted, per episode and per session.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from operating_platform.compress.process import CompressProcess
 from operating_platform.core.async_episode_saver import (
     AsyncEpisodeSaver,
     EpisodeMetadata,
@@ -171,7 +174,9 @@ class Record:
                 dataset.video,
                 queue_size=record_cfg.async_save_queue_size,
                 max_retries=record_cfg.async_save_max_retries,
+                live_frames=lambda: self._frames_captured,
             )
+        self.compress = self._start_compression(record_cfg)
         self._skip_keys = [k for k in robot.features if k not in dataset.features]
         self._streams = robot.all_streams
         self._stale_s = robot.config.stale_timeout_s
@@ -180,6 +185,11 @@ class Record:
         self._raw_rate = raw_bytes_per_second(dataset.features, fps)
         self.task = record_cfg.single_task
         self.stats = CaptureStats(fps, self._streams)
+        # Every episode saved in this session, merged as each is saved.
+        self.session_stats = CaptureStats(fps, self._streams)
+        # Frames of the current episode, for the saver's view of the encoder's lag: a plain int,
+        # read from the saver's thread without a lock.
+        self._frames_captured = 0
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._stop_capture = threading.Event()
@@ -189,6 +199,20 @@ class Record:
         self._max_frames: int | None = None
         self._read_started: float | None = None  # while robot.capture() runs
         self.latest_frame: dict[str, np.ndarray] | None = None  # for a preview; never copied
+
+    def _start_compression(self, cfg: RecordConfig) -> CompressProcess | None:
+        settings = cfg.compress_settings
+        if settings is None or not self.dataset.meta.video_keys:
+            return None
+        self.dataset.meta.set_compression_target(settings.as_target())
+        return CompressProcess.for_session(self.dataset.root, may_run=self._may_compress)
+
+    def _may_compress(self) -> bool:
+        """Compression waits while an episode is recorded and while the encoder catches up."""
+        if self.capturing:
+            return False
+        status = self.status()
+        return status is None or not (status.pending or status.encoding or status.behind_frames)
 
     # -- capture ------------------------------------------------------------------------------
 
@@ -203,6 +227,12 @@ class Record:
     @property
     def episode_frames(self) -> int:
         return self.dataset.num_frames_in_episode
+
+    @property
+    def session_missed_ticks(self) -> int:
+        """Ticks skipped in this session: the episodes saved, and the one being recorded."""
+        current = self.stats.missed_ticks if self.dataset.episode_journal is not None else 0
+        return self.session_stats.missed_ticks + current
 
     @property
     def next_episode_index(self) -> int:
@@ -235,10 +265,13 @@ class Record:
             length = f"a {max_frames / self.fps:g} s episode" if max_frames else "recording"
             check_room(self.dataset.root, needed, length)
             self.stats = CaptureStats(self.fps, self._streams)
+            self._frames_captured = 0
             self._last_seqs = None
             journal = self.dataset.open_episode(self.task, self._streams)
             if self.async_saver is not None:
                 self.async_saver.begin(journal)
+        if self.compress is not None:
+            self.compress.hold()
         # Each capture thread gets its own stop event: a thread abandoned in a stuck read must
         # never write its late frame into whatever episode is recorded after it.
         self._stop_capture = stop = threading.Event()
@@ -309,6 +342,7 @@ class Record:
             if stop.is_set():
                 return False  # read after the operator ended the episode: not part of it
             frames = self.dataset.add_frame(frame, self.task, time.time(), ages, seqs) + 1
+        self._frames_captured = frames
         self.latest_frame = frame
         if frames % self.fps == 0:  # once a second: statvfs costs microseconds
             check_room(self.dataset.root, self._low_water, "recording")
@@ -391,6 +425,7 @@ class Record:
             if journal is not None:
                 self.async_saver.abandon(journal)
             return EpisodeMetadata(index, 0, 0, False, (time.perf_counter() - started) * 1e3)
+        self.session_stats.merge(self.stats)
         return self.async_saver.queue(closed, frames, started=started)
 
     def save_sync(self) -> EpisodeMetadata:
@@ -410,6 +445,8 @@ class Record:
         self.pause()
         frames = self.dataset.num_frames_in_episode
         expected = self.dataset.meta.total_episodes
+        if frames:
+            self.session_stats.merge(self.stats)
         try:
             index = self.dataset.save_episode()
         except Exception as exc:  # the closed journal keeps every frame for `dorobot recover`
@@ -454,5 +491,19 @@ class Record:
             self.async_saver.abandon(journal)
         if self.async_saver is None:
             self.dataset.meta.compact(final=True, say=log.info)  # the saver does it otherwise
-            return None
-        return self.async_saver.stop(self.cfg.async_save_timeout_s, on_progress)
+            stats = None
+        else:
+            stats = self.async_saver.stop(self.cfg.async_save_timeout_s, on_progress)
+        if self.compress is not None:
+            self._finish_compression(self.compress)
+        return stats
+
+    def _finish_compression(self, compress: CompressProcess) -> None:
+        """Leave what waits to the compressor, which goes on alone: the operator does not wait."""
+        status = compress.finish_session()
+        if status.waiting_episodes:
+            log.info(
+                f"[Record] Compression goes on in the background: {status.waiting_episodes} episode(s) "
+                f"({status.waiting_s / 60:.1f} min) to go; `dorobot info {self.dataset.root}` shows "
+                "what is left, `dorobot compress` finishes it if it is stopped"
+            )

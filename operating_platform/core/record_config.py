@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
+from operating_platform.compress.settings import CompressSettings
 from operating_platform.dataset.metadata import FORMATS
 from operating_platform.dataset.video import EncoderRefused, VideoSettings, check_encoder, probe_encoder
 
@@ -95,6 +96,17 @@ class RecordConfig:
     # Longest wait for the upload at the end of the session, in seconds; what is left then is
     # finished by `dorobot push ROOT DEST`.
     push_timeout_s: float = 120.0
+    # Re-encode committed episodes to a smaller codec in the background ("av1", "hevc", or an
+    # encoder name), in a separate process on idle CPU time, paused while an episode is
+    # recorded; each copy is checked against its original before it is swapped in. What is
+    # left at the end of the session is finished after it, or by `dorobot compress ROOT`.
+    compress: str | None = None
+    # With --record.compress: the encoder's preset and crf (default for AV1: preset 10, crf 30),
+    # the keyframe interval in frames, and the PSNR floor, in dB, every frame of a copy must clear.
+    compress_preset: str | None = None
+    compress_crf: int | None = None
+    compress_g: int | None = None
+    compress_min_psnr: float | None = None
 
     def validate(self) -> None:
         """Raise `ConfigError` for the first wrong value, naming its flag."""
@@ -138,6 +150,7 @@ class RecordConfig:
             raise ConfigError(f"--record.vcodec: {exc}") from None
         if self.video:
             self._check_encoder_settings()
+        self._check_compress()
 
     def _check_encoder_settings(self) -> None:
         # Every episode would otherwise fail to encode, be retried and set aside.
@@ -153,6 +166,50 @@ class RecordConfig:
             value = getattr(self, option)
             if value != getattr(defaults, option):
                 raise ConfigError(f"--record.{option}={value}: {self.vcodec} ignores it (it has no {option})")
+
+    def _check_compress(self) -> None:
+        flags = ("compress_preset", "compress_crf", "compress_g", "compress_min_psnr")
+        if self.compress is None:
+            if given := [name for name in flags if getattr(self, name) is not None]:
+                raise ConfigError(
+                    f"--record.{given[0]} applies to --record.compress, e.g. --record.compress=av1"
+                )
+            return
+        if not self.video:
+            raise ConfigError("--record.compress needs camera videos; --record.video=false records none")
+        if self.compress_g is not None:
+            _at_least("compress_g", self.compress_g, 1)
+        if self.compress_crf is not None:
+            _at_least("compress_crf", self.compress_crf, 0, upper=63)
+        try:
+            settings = self.compress_settings
+            assert settings is not None
+            probe_encoder(settings.video)
+        except EncoderRefused as exc:
+            option = {"preset": "compress_preset", "crf": "compress_crf", "g": "compress_g"}.get(
+                exc.option or ""
+            )
+            flag = (
+                f"--record.{option}={getattr(self, option)}"
+                if option
+                else f"--record.compress={self.compress}"
+            )
+            raise ConfigError(f"{flag}: {settings.encoder} refuses it ({exc.reason})") from None
+        except ValueError as exc:
+            raise ConfigError(f"--record.compress={self.compress}: {exc}") from None
+
+    @property
+    def compress_settings(self) -> CompressSettings | None:
+        """The background compression asked for, or None."""
+        if self.compress is None:
+            return None
+        return CompressSettings.parse(
+            self.compress,
+            preset=self.compress_preset,
+            crf=self.compress_crf,
+            g=self.compress_g,
+            min_psnr=self.compress_min_psnr,
+        )
 
     def _video_flags(self) -> str:
         flags = {"vcodec": self.vcodec, "crf": self.crf, "g": self.g, "preset": self.preset}

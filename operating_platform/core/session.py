@@ -58,7 +58,28 @@ def describe_capture(index: int, frames: int, stats: CaptureStats) -> str:
         f"{stats.missed_ticks} skipped ticks (lateness p99 {p99_ms:.1f} ms, max {max_ms:.1f} ms)"
     )
     streams = describe_streams(stats)
-    return f"{line}; {streams}" if streams else line
+    line = f"{line}; {streams}" if streams else line
+    return f"{line}; {describe_skipped(stats)}" if stats.missed_ticks else line
+
+
+def describe_skipped(stats: CaptureStats) -> str:
+    """What skipped ticks did to the frames, for an operator who may not know what a tick is."""
+    span_s = (stats.ticks + stats.missed_ticks) / stats.fps
+    return (
+        f"{stats.missed_ticks} ticks skipped: a robot read or the machine was too slow, so these frames, "
+        f"stamped 1/{stats.fps} s apart, were captured over {span_s:.1f} s; their true times are in "
+        ".dorobot/timing/"
+    )
+
+
+def describe_session_capture(episodes: int, stats: CaptureStats) -> str:
+    """The closing line on how well the capture clock kept time over the whole session."""
+    p99_ms, max_ms = stats.lateness_percentile(99) * 1e3, stats.max_lateness_s * 1e3
+    line = (
+        f"Capture over {episodes} episode(s): {stats.ticks} ticks, {stats.late_ticks} late, "
+        f"{stats.missed_ticks} skipped (lateness p99 {p99_ms:.1f} ms, max {max_ms:.1f} ms)"
+    )
+    return f"{line}; {describe_skipped(stats)}" if stats.missed_ticks else line
 
 
 def describe_streams(stats: CaptureStats) -> str:
@@ -94,13 +115,19 @@ class Session:
         self.saved = 0
 
     def run(self) -> None:
-        while self.saved < self.cfg.num_episodes:
-            outcome = self._record_episode()
-            if outcome in (EXIT, FAILED):
-                return
-            more = self.saved < self.cfg.num_episodes
-            if (more or outcome == DISCARD) and self._reset_phase() == EXIT:
-                return
+        try:
+            while self.saved < self.cfg.num_episodes:
+                outcome = self._record_episode()
+                if outcome in (EXIT, FAILED):
+                    return
+                more = self.saved < self.cfg.num_episodes
+                if (more or outcome == DISCARD) and self._reset_phase() == EXIT:
+                    return
+        finally:
+            stats = self.record.session_stats
+            if stats.ticks:
+                say = log.warning if stats.missed_ticks else log.info
+                say(describe_session_capture(self.saved, stats))
 
     # -- phases -------------------------------------------------------------------------------
 
@@ -169,7 +196,9 @@ class Session:
         meta = self.record.save()
         if meta.frames and meta.saved is not False:
             self.saved += 1
-            log.info(describe_capture(meta.episode_index, meta.frames, self.record.stats))
+            stats = self.record.stats
+            say = log.warning if stats.missed_ticks else log.info
+            say(describe_capture(meta.episode_index, meta.frames, stats))
             if not meta.queued:
                 seconds = meta.elapsed_ms / 1e3
                 log.info(f"✓ Saved episode {meta.episode_index} ({meta.frames} frames) in {seconds:.2f}s")

@@ -4,9 +4,12 @@
         disk 51.2 GB (~93 min) | Pick the cube      (on one line)
 
 "late" counts capture ticks that started over 5 ms late, "skipped" the ticks the capture clock
-had to drop because it fell a whole tick behind (a robot read that blocked, say). "saved"
-counts episodes that are really in the dataset; failures show in red. With
-`--record.push_to`, "upload: 3 episodes, 41.0 MB left" says what the destination still lacks.
+had to drop because it fell a whole tick behind (a robot read that blocked, say), in this
+episode and, once there are any, in the whole session ("3 skipped, 17 this session"). "saved"
+counts episodes that are really in the dataset; failures show in red. An encoder slower than
+capture shows how far behind it is ("encoder 12.3 s behind"): the journal holds those frames
+until it catches up. With `--record.push_to`, "upload: 3 episodes, 41.0 MB left" says what the
+destination still lacks.
 """
 
 from __future__ import annotations
@@ -92,7 +95,11 @@ def render(
     style = {"REC": "bold red", "PAUSED": "bold yellow", "RESET": "bold cyan"}.get(phase, "bold")
     line.append(f"{phase}", style=style)
     line.append(f" ep {index}  {elapsed:5.1f}{limit} s | {fps:4.1f} fps, {stats.late_ticks} late, ")
-    line.append(f"{stats.missed_ticks} skipped", style="bold yellow" if stats.missed_ticks else "")
+    session_missed = record.session_missed_ticks
+    skipped = f"{stats.missed_ticks} skipped"
+    if session_missed > stats.missed_ticks:
+        skipped += f", {session_missed} this session"
+    line.append(skipped, style="bold yellow" if session_missed else "")
     line.append(" | ")
     if stats.streams:
         line.append("repeated/worst age: ")
@@ -107,6 +114,9 @@ def render(
         line.append(f"saves: {status.pending} pending, {status.encoding} encoding, ")
         line.append(f"{status.completed} saved, ")
         line.append(f"{status.failed} failed", style="bold red" if status.failed else "")
+        if status.behind_frames >= record.fps:  # within a second: an encoder keeping up
+            line.append(", ")
+            line.append(f"encoder {status.behind_frames / record.fps:.1f} s behind", style="yellow")
         line.append(" | ")
     if record.halted:
         line.append(f"SAVING STOPPED: {record.halted}", style="bold red")

@@ -1,7 +1,11 @@
 """The encoder process: turns episode journals into staged videos, away from the capture clock.
 
-Encoding runs in its own process at a lower CPU priority, so it can neither hold the capture
-thread's GIL nor take its core when the capture tick is due. It only reads journals and writes
+Encoding runs in its own process under the idle scheduling class (SCHED_IDLE; niceness where
+the kernel lacks it), so it can neither hold the capture thread's GIL nor keep its core when a
+capture tick falls due: it encodes on the CPU time capture leaves. An encoder slower than
+capture never holds capture back; it falls behind, the journal holds the frames it has yet to
+encode, and it catches up during resets and after the session. Its progress reports say how
+far behind it is, so the recorder can tell the operator. It only reads journals and writes
 into staging; publishing stays with the recorder. If the process dies, `EncodeWorker` reports
 the job as failed and starts a new one, and the journal it was reading is untouched.
 
@@ -21,6 +25,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -30,11 +36,24 @@ import operating_platform
 from operating_platform import faults
 from operating_platform.dataset.diskspace import is_disk_full
 from operating_platform.dataset.encode import encode_episode
+from operating_platform.dataset.journal import JournalError, JournalReader
 from operating_platform.dataset.lock import ENCODER_LOCK, FileLock
-from operating_platform.dataset.realtime import forgo_realtime
+from operating_platform.dataset.realtime import forgo_realtime, run_only_when_idle
 from operating_platform.dataset.video import VideoSettings
 
 DEFAULT_NICENESS = 10
+# Raw segments more than this many ahead of the encoder leave memory for the disk (`_Spill`),
+# looked at this often.
+SPILL_AHEAD = 2
+SPILL_EVERY_S = 0.5
+# Every frame the encoder process converts and encodes takes megabytes of fresh memory, which
+# glibc hands back to the kernel when freed and faults in again for the next frame: with x264
+# at 3 x 1280x720, a hundred thousand page faults a second and a third of the encoder's CPU,
+# spent in the kernel, where a kernel built without preemption lets no capture tick in. Kept
+# in the process instead (glibc's cap, 32 MB an allocation, holds a 4K frame), the memory is
+# reused. SVT-AV1, with buffers of its own, gains no speed from it and holds 100 MB more.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
+OWN_BUFFERS = ("libsvtav1",)
 MODULE = "operating_platform.dataset.encode_worker"
 # The folder holding the `operating_platform` package: the encoder imports this very copy.
 PACKAGE_PARENT = Path(operating_platform.__file__).resolve().parents[1]
@@ -82,14 +101,16 @@ def _serve(jobs: Connection, results: Connection, parent_pid: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)  # an encoder crash, as a segfault would look
         try:
             faults.check("encode", job.episode, job.attempt)
-            encoded = encode_episode(
-                job.journal,
-                job.staging,
-                job.video,
-                follow=True,
-                on_progress=lambda n, job=job: _progress(report, job, n),
-                still_wanted=parent_alive,
-            )
+            journal = JournalReader(job.journal)
+            with _Spill(journal) as spill:
+                encoded = encode_episode(
+                    job.journal,
+                    job.staging,
+                    _lean(job.video, len(journal.video_keys)),
+                    follow=True,
+                    on_progress=lambda n, job=job, spill=spill: _progress(report, job, spill, n),
+                    still_wanted=parent_alive,
+                )
         except _ParentGone:
             return
         except Exception as exc:  # every failure is reported; the recorder retries from the journal
@@ -98,10 +119,88 @@ def _serve(jobs: Connection, results: Connection, parent_pid: int) -> None:
             report("done", job.job_id, encoded)
 
 
-def _progress(report: Callable[..., None], job: EncodeJob, frames: int) -> None:
+@dataclass(frozen=True)
+class _LeanSvtSettings(VideoSettings):
+    """SVT-AV1 at its lowest level of parallelism: about 20 threads per camera instead of 50.
+
+    With several cameras, their encoders already keep every core busy side by side: measured
+    with 3 cameras (640x480 and 1280x720) on 2 cores, the same speed for 100 to 190 MB less
+    memory. A single camera keeps SVT-AV1's own parallelism (lp=1 costs it about 15% speed).
+    """
+
+    def codec_options(self) -> dict[str, str]:
+        return {**super().codec_options(), "svtav1-params": "lp=1"}
+
+
+def _lean(video: VideoSettings, cameras: int) -> VideoSettings:
+    if video.vcodec != "libsvtav1" or cameras < 2:
+        return video
+    return _LeanSvtSettings(video.vcodec, video.crf, video.g, video.preset)
+
+
+class _Spill(threading.Thread):
+    """Keeps the raw frames this encoder has yet to reach on disk rather than in memory.
+
+    An encoder slower than capture leaves the journal growing by the second. Kept in the page
+    cache, it makes each journal write of the capture thread dearer (fresh memory for every
+    page: on a virtual machine that hands free memory back to its host, several times dearer,
+    enough to make ticks late) and ends in memory reclaim that capture may have to do itself.
+    So complete segments more than `SPILL_AHEAD` segments ahead of the encoder are written to
+    disk and dropped from memory (`posix_fadvise(DONTNEED)`: a first call starts the writing,
+    later ones, further and further apart, drop what was written by then); the encoder reads
+    them back when it gets there. An encoder keeping up is never that far behind, and this costs
+    it nothing.
+    """
+
+    def __init__(self, journal: JournalReader) -> None:
+        super().__init__(name="journal-spill", daemon=True)
+        self.journal = journal
+        self.encoded = 0  # frames the encoder has reached
+        self._done = threading.Event()
+        self._looked: dict[int, int] = {}  # segment -> times looked at since it was far ahead
+
+    def __enter__(self) -> _Spill:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        self.join()
+
+    def run(self) -> None:
+        while not self._done.wait(SPILL_EVERY_S):
+            try:
+                complete = self.journal.written_rows() // self.journal.segment_frames
+            except (JournalError, OSError):  # discarded: the encode is about to stop
+                return
+            for segment in range(self.encoded // self.journal.segment_frames + SPILL_AHEAD, complete):
+                looked = self._looked[segment] = self._looked.get(segment, 0) + 1
+                if looked & (looked - 1) == 0:  # the 1st, 2nd, 4th, 8th... time
+                    for key in self.journal.video_keys:
+                        _drop_from_memory(self.journal.path / key / f"seg_{segment:06d}.raw")
+
+
+def _drop_from_memory(path: Path) -> None:
+    with contextlib.suppress(OSError):  # released meanwhile, or a file system without the advice
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def _progress(report: Callable[..., None], job: EncodeJob, spill: _Spill, frames: int) -> None:
     if faults.crash_after(job.episode, job.attempt, frames):
         os.kill(os.getpid(), signal.SIGKILL)
-    report("progress", job.job_id, frames)
+    spill.encoded = frames
+    # Stamped here, not where it is read: the recorder measures the encoder's pace from these
+    # instants, and reading them late (the saver committing an episode) must not skew it.
+    at = time.monotonic()
+    try:
+        captured = spill.journal.written_rows()
+    except JournalError:  # discarded meanwhile: the encode is about to stop anyway
+        captured = frames
+    report("progress", job.job_id, frames, at, captured)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -113,8 +212,10 @@ def main(argv: Sequence[str]) -> int:
     # cut an encode short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
-        os.nice(niceness)
-    forgo_realtime()  # niceness means nothing to a real-time thread
+        os.nice(niceness)  # what is left where SCHED_IDLE is not
+    forgo_realtime()  # no scheduling class below real-time means anything to a real-time thread
+    # Before any encoder exists: every thread it starts inherits the idle class.
+    run_only_when_idle()
     if len(argv) > 5:
         # Held until this process ends: recovery waits for it rather than race an orphan.
         encoder_lock = FileLock(Path(argv[5]), ENCODER_LOCK)
@@ -129,13 +230,17 @@ def main(argv: Sequence[str]) -> int:
 class EncodeWorker:
     """Owns the encoder process: submit jobs, poll for messages, restart it if it died.
 
-    Messages are tuples: `("started", job_id)`, `("progress", job_id, frames)`,
+    Messages are tuples: `("started", job_id)`, `("progress", job_id, frames, at, captured)`
+    (`frames` encoded by `at`, a `time.monotonic()` instant, while the journal held `captured`),
     `("done", job_id, EncodedEpisode)` and `("failed", job_id, reason, disk_full)`.
     """
 
-    def __init__(self, dataset_root: Path | None = None, niceness: int = DEFAULT_NICENESS) -> None:
+    def __init__(
+        self, dataset_root: Path | None = None, niceness: int = DEFAULT_NICENESS, vcodec: str | None = None
+    ) -> None:
         self.dataset_root = dataset_root
         self.niceness = niceness
+        self._keep_freed_memory = vcodec not in OWN_BUFFERS
         self._process: subprocess.Popen | None = None
         self._jobs: Connection | None = None
         self._results: Connection | None = None
@@ -156,6 +261,7 @@ class EncodeWorker:
                 cwd=PACKAGE_PARENT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env={**os.environ, **KEEP_FREED_MEMORY} if self._keep_freed_memory else None,
             )
         except BaseException:
             for fd in (jobs_write, results_read):

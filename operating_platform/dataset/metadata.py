@@ -366,6 +366,16 @@ class DoRobotDatasetMetadata:
                 write_json_atomic(self.root / INFO_PATH, info)
                 self.info = info
 
+    def _note_waiting_codecs(self, record: EpisodeRecord) -> None:
+        """Before info.json names the target codec for an episode recorded in another, the
+        target's settings say that codec waits (so verify takes it for what it is)."""
+        if self.compress_codec is None:
+            return
+        recorded = {block["video.codec"] for block in record.video_info.values()}
+        if not recorded <= accepted_codecs(self.root, self.compress_codec) | {self.compress_codec}:
+            target = read_target(self.root) or {"codec": self.compress_codec}
+            write_target(self.root, {**target, "waiting_codecs": sorted(recorded - {self.compress_codec})})
+
     def _video_codecs(self) -> set[str]:
         return {
             ft["info"]["video.codec"]
@@ -396,6 +406,7 @@ class DoRobotDatasetMetadata:
                 self._set_counters(
                     info, len(self._lengths) + 1, sum(self._lengths) + record.length, committed_tasks
                 )
+                self._note_waiting_codecs(record)
                 for key, block in record.video_info.items():
                     info["features"][key].setdefault("info", block)
                     if self.compress_codec is not None:

@@ -2,8 +2,9 @@
 
 It exists so the whole recording pipeline (capture thread, encoders, dataset writer) can run and be
 tested without hardware, on data that behaves like the real thing: smooth joint trajectories, a
-follower that lags its leader, and camera frames with texture, motion and sensor noise, so video
-encoders see realistic bitrates instead of flat colour.
+follower that lags its leader, and camera frames with texture, motion and per-pixel sensor noise
+(`--robot.noise`, on by default), so video encoders see realistic bitrates and work instead of
+clean renders.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ class SimRobotConfig(RobotConfig):
     camera_height: int = 480
     # Seeds the trajectory, the scene textures and all noise.
     seed: int = 0
+    # Per-pixel sensor noise on every camera frame, different from one tick to the next, as a
+    # real sensor gives an encoder; false gives the clean renders (the joints are the same).
+    noise: bool = True
 
     def validate(self) -> None:
         super().validate()
@@ -159,13 +163,7 @@ class SimRobot(Robot):
 
         self._tick_rng = np.random.default_rng(tick_ss)
         h, w = cfg.camera_height, cfg.camera_width
-        noise_rng = np.random.default_rng(noise_ss)
-        # Triangular-ish distribution in [0, _NOISE_SPAN): looks more like sensor noise than uniform.
-        half = _NOISE_SPAN // 2
-        noise_shape = (h + _NOISE_PAD, w + _NOISE_PAD, 3)
-        self._noise = noise_rng.integers(0, half, size=noise_shape, dtype=np.uint8) + noise_rng.integers(
-            0, _NOISE_SPAN - half, size=noise_shape, dtype=np.uint8
-        )
+        self._noise = _sensor_noise(np.random.default_rng(noise_ss), h, w) if cfg.noise else None
 
         self._views = [
             _VIEW_CLASSES[name](np.random.default_rng(ss), h, w)
@@ -201,10 +199,12 @@ class SimRobot(Robot):
             # Cameras see the real (follower) arm, not the command.
             pose = _forward_kinematics(self._pos)
             h, w = self.config.camera_height, self.config.camera_width
+            # Drawn whether or not noise is on, so the joints never depend on it.
             offsets = self._tick_rng.integers(0, _NOISE_PAD + 1, size=(len(self._views), 2))
             for view, (ny, nx) in zip(self._views, offsets, strict=True):
                 frame = view.render(pose)
-                np.add(frame, self._noise[ny : ny + h, nx : nx + w], out=frame)
+                if self._noise is not None:
+                    np.add(frame, self._noise[ny : ny + h, nx : nx + w], out=frame)
                 out[f"observation.images.{view.name}"] = frame
         self._tick += 1
         return out
@@ -214,6 +214,16 @@ class SimRobot(Robot):
         t = tick / _TICK_HZ
         waves = self._amps * np.sin(2 * math.pi * self._freqs * t + self._phases)
         return _JOINT_MOTION[:, 0] + waves.sum(axis=1)
+
+
+def _sensor_noise(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A noise image a little larger than a frame; each tick adds a window of it at random."""
+    # Triangular-ish distribution in [0, _NOISE_SPAN): looks more like sensor noise than uniform.
+    half = _NOISE_SPAN // 2
+    shape = (h + _NOISE_PAD, w + _NOISE_PAD, 3)
+    return rng.integers(0, half, size=shape, dtype=np.uint8) + rng.integers(
+        0, _NOISE_SPAN - half, size=shape, dtype=np.uint8
+    )
 
 
 # --- kinematics -------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +21,12 @@ from operating_platform.dataset.verify import verify_dataset
 REFERENCE = Path(__file__).resolve().parent / "reference" / "lerobot-0.3.3-v2.1-sample"
 REFERENCE_V3 = Path(__file__).resolve().parent / "reference" / "lerobot-0.4.4-v3.0-sample"
 PLUGINS_DIR = Path(__file__).resolve().parent / "plugins"
+
+# Started from a script's background job, the suite inherits SIGINT ignored, and so would every
+# program it starts (an ignored signal survives exec): the tests send Ctrl-C as a terminal does,
+# to programs started as from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Small, fast sessions: the tests check behaviour, not throughput.
 FAST = [

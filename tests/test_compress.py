@@ -266,6 +266,25 @@ def test_a_session_compresses_in_the_background_and_finishes_after_it(tmp_path: 
     assert all(camera["waiting"]["episodes"] == 0 for camera in info["cameras"].values())
 
 
+def _compressor_of(recorder: int) -> int:
+    for child in Path(f"/proc/{recorder}/task/{recorder}/children").read_text().split():
+        if "operating_platform.compress.worker" in Path(f"/proc/{child}/cmdline").read_text():
+            return int(child)
+    raise AssertionError("the recorder has no compressor process")
+
+
+def _wait_for_state(pid: int, state: str, timeout: float = 10) -> None:
+    """Wait until process `pid` is in scheduler state `state` (T: stopped)."""
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline:
+        seen = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if seen == state:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never in state {state} (last {seen})")
+
+
 def test_a_killed_recorder_stops_its_compressor_and_recover_leaves_it_whole(tmp_path: Path) -> None:
     from tests.conftest import FAST, start_record, wait_for_line
 
@@ -276,9 +295,14 @@ def test_a_killed_recorder_stops_its_compressor_and_recover_leaves_it_whole(tmp_
     )  # fmt: skip
     seen: list[str] = []
     wait_for_line(proc, r"Compressed observation", seen, timeout=120)
+    # While the next episode is recorded, the compressor is stopped outright; the recorder dies
+    # then, and the compressor must not stay stopped (holding its lock) for ever.
+    wait_for_line(proc, r"Recording episode", seen, timeout=60)
+    compressor = _compressor_of(proc.pid)
+    _wait_for_state(compressor, "T")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    # Its compressor notices (its commands' pipe is closed) and stops, files whole.
+    # It is continued, notices its commands' pipe is closed, and stops, files whole.
     _compressor_done(root, timeout=30)
     recovered = run_recover(root, "--salvage-partial")
     assert recovered.returncode == 0, recovered.stdout + recovered.stderr

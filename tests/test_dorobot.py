@@ -264,6 +264,6 @@ def test_ctrl_c_while_waiting_for_the_dataflow_is_one_line(tmp_path: Path) -> No
     wait_for_line(proc, r"Waiting for the dataflow's bridge", seen)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     assert error_lines(err) == ["error: interrupted while connecting the robot; nothing was recorded"], err
     assert not root.exists()

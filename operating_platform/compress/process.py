@@ -7,6 +7,11 @@
 The compression runs in `operating_platform.compress.worker`, a separate process on CPU time
 nothing else wants; this side writes one-word commands to it and reads its reports on a thread
 that sleeps in a blocking read, so nothing here ever holds up a capture tick or a save.
+
+Told to pause, the compressor stops between frames, but its encoder's threads finish what they
+have queued first, and even idle-class threads take a core from capture on a busy machine: so
+while it must wait it is also stopped outright (SIGSTOP), unless it holds the files lock (the
+recorder's own packing would wait for it); the next poll tries again.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
 import subprocess
 import sys
 import threading
@@ -26,6 +32,7 @@ from typing import IO, Any
 import operating_platform
 from operating_platform.compress.worker import MODULE
 from operating_platform.dataset.fsutil import PRIVATE_DIR
+from operating_platform.dataset.lock import FILES_LOCK, FileLock
 from operating_platform.upload.worker import lower_priority
 
 PACKAGE_PARENT = Path(operating_platform.__file__).resolve().parents[1]
@@ -82,6 +89,9 @@ class CompressProcess:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._ended = threading.Event()
+        self._started = threading.Event()  # it said so: it will be continued if we die
+        self._held = False  # told to pause
+        self._frozen = False  # stopped outright
 
     @classmethod
     def for_session(cls, root: Path, may_run: Callable[[], bool] = lambda: True) -> CompressProcess | None:
@@ -120,26 +130,51 @@ class CompressProcess:
         return self
 
     def _follow(self) -> None:
-        """Pause the compressor while `may_run()` is false: a recorded episode, or the encoder
+        """Hold the compressor while `may_run()` is false: a recorded episode, or the encoder
         still catching up on one (the journal it empties matters more than a smaller file)."""
-        running = True
         while not self._ended.wait(FOLLOW_EVERY_S):
-            wanted = self.may_run()
-            if wanted != running:
-                self._send("resume" if wanted else "pause")
-                running = wanted
+            if self.may_run():
+                self._release()
+            else:
+                self.hold()
 
     def status(self) -> CompressStatus:
         return self._status
 
     def hold(self) -> None:
-        """Pause it now, before the capture clock starts, rather than at the next poll."""
-        self._send("pause")
+        """Pause it and stop it outright now (before the capture clock starts, rather than at
+        the next poll); if it holds the files lock, it is only told to pause, and the next poll
+        stops it."""
+        with self._lock:
+            if not self._held:
+                self._send_locked("pause")
+                self._held = True
+            if not self._frozen and self._started.is_set():
+                self._frozen = self._stop_outright()
+
+    def _stop_outright(self) -> bool:
+        process = self._process
+        files = FileLock(self.root, FILES_LOCK)
+        if process is None or not files.acquire():
+            return False
+        try:  # it cannot take the lock while we hold it, nor once stopped
+            process.send_signal(signal.SIGSTOP)
+            return process.returncode is None
+        finally:
+            files.release()
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._frozen and self._process is not None:
+                self._process.send_signal(signal.SIGCONT)
+            if self._held:
+                self._send_locked("resume")
+            self._frozen = self._held = False
 
     def finish_session(self) -> CompressStatus:
         """Let it finish what waits on its own, after the recorder is gone; returns the status."""
         self._ended.set()
-        self._send("resume")
+        self._release()
         self._send("final")
         with self._lock, contextlib.suppress(OSError):
             if self._process is not None and self._process.stdin is not None:
@@ -149,6 +184,7 @@ class CompressProcess:
     def stop(self) -> None:
         """End it now (files stay whole); a later session or `dorobot compress` goes on."""
         self._ended.set()
+        self._release()
         with self._lock, contextlib.suppress(OSError):
             if self._process is not None and self._process.stdin is not None:
                 self._process.stdin.close()  # without `final`: stop
@@ -157,7 +193,11 @@ class CompressProcess:
                 self._process.wait(timeout=10)
 
     def _send(self, command: str) -> None:
-        with self._lock, contextlib.suppress(OSError, ValueError):  # gone or closed: nothing to tell
+        with self._lock:
+            self._send_locked(command)
+
+    def _send_locked(self, command: str) -> None:
+        with contextlib.suppress(OSError, ValueError):  # gone or closed: nothing to tell
             stdin = self._process.stdin if self._process is not None else None
             if stdin is not None:
                 stdin.write(f"{command}\n".encode())
@@ -180,7 +220,9 @@ class CompressProcess:
             except ValueError:
                 continue
             event = message.get("event")
-            if event == "swapped":
+            if event == "started":
+                self._started.set()
+            elif event == "swapped":
                 log.info(describe_swap(message))
             elif event == "refused":
                 log.warning(f"Not compressed: {message['file']} ({message['reason']}); the original stays")

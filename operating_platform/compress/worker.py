@@ -6,7 +6,9 @@ class, its encoder's threads never real-time. It reads one command per line on s
 `resume`, `final`: the session is over) and writes one JSON
 object per line on stdout (see `Compressor`). The end of stdin after `final` lets it finish
 what waits and exit, between sessions; the end of stdin without `final` (the recorder is gone)
-or SIGTERM stops it at once, leaving every file whole.
+or SIGTERM stops it at once, leaving every file whole. While an episode is recorded, the
+recorder stops it outright (SIGSTOP, never while it holds the files lock); should the recorder
+die meanwhile, the kernel continues it (SIGCONT as its parent-death signal), and it stops.
 
 One compressor per dataset (`compress.lock`): a new one asks the one of an earlier session to
 stop and takes over.
@@ -15,6 +17,7 @@ stop and takes over.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -33,6 +36,16 @@ from operating_platform.upload.worker import lower_priority
 
 MODULE = "operating_platform.compress.worker"
 TAKEOVER_WAIT_S = 15.0
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def continue_when_orphaned() -> None:
+    """Have the kernel send SIGCONT to this process when its parent dies: a compressor stopped
+    by a recorder that was killed meanwhile must not stay stopped, holding its lock, forever."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGCONT)
 
 
 def take_compress_lock(root: Path) -> FileLock | None:
@@ -69,6 +82,8 @@ def _listen(controls: Controls) -> None:
 
 def main(argv: Sequence[str]) -> int:
     root = Path(argv[0])
+    continue_when_orphaned()
+    _say({"event": "started"})  # the recorder stops it outright only from now on
     # Before any thread exists, so that every thread, the encoder's too, inherits all of it.
     lower_priority(0)
     run_only_when_idle()

@@ -83,7 +83,13 @@ def console_logging() -> Iterator[logging.Logger]:
 
 
 class _LogFile(logging.FileHandler):
-    """The session's log file: ours from INFO, libraries' from WARNING."""
+    """The session's log file: ours from INFO, libraries' from WARNING. A line it cannot write
+    (a full disk) is left out of the file, in silence: the console has it, and logging's own
+    report would be a traceback on the operator's screen."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handleError(record)
 
 
 def attach_log_file(log_dir: Path) -> Path:

@@ -18,7 +18,6 @@ reset time, so the saver works while the next episode is captured. It reports:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
@@ -29,29 +28,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from procstat import dir_bytes, rss_mb
 
 from operating_platform.core.record import CaptureStats, Record, RecordConfig
 from operating_platform.robots import SimRobotConfig, make_robot
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def _dir_mb(path: Path) -> float:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.stat(os.path.join(dirpath, name)).st_size
-    return total / 2**20
 
 
 class Sampler(threading.Thread):
@@ -66,15 +46,15 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         tick = 0
         while not self.stop_event.wait(0.1):
-            self.peak["recorder_rss_mb"] = max(self.peak["recorder_rss_mb"], _rss_mb(os.getpid()))
+            self.peak["recorder_rss_mb"] = max(self.peak["recorder_rss_mb"], rss_mb(os.getpid()) or 0.0)
             saver = self.record.async_saver
             process = saver._worker._process if saver is not None else None
             if process is not None and process.pid:
-                self.peak["encoder_rss_mb"] = max(self.peak["encoder_rss_mb"], _rss_mb(process.pid))
+                self.peak["encoder_rss_mb"] = max(self.peak["encoder_rss_mb"], rss_mb(process.pid) or 0.0)
             tick += 1
             if tick % 10 == 0:
                 journal = self.record.dataset.journal_dir
-                self.peak["journal_mb"] = max(self.peak["journal_mb"], _dir_mb(journal))
+                self.peak["journal_mb"] = max(self.peak["journal_mb"], dir_bytes(journal) / 2**20)
 
 
 def run_scenario(mode: str, cameras: int, episode_s: float, episodes: int, **video: str) -> dict:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from procstat import rss_mb
 
 from operating_platform.core.record import CaptureStats, Record, RecordConfig
 from operating_platform.robots import SimRobotConfig, make_robot
@@ -45,19 +46,6 @@ SCENARIOS = [
     ("v2.1", None, True),
     ("v3.0", None, True),
 ]
-
-
-def _rss_mb(pid: int | None) -> float:
-    if not pid:
-        return 0.0
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 class Peaks(threading.Thread):
@@ -79,7 +67,7 @@ class Peaks(threading.Thread):
                 "upload": getattr(self.upload, "pid", None),
             }
             for name, pid in pids.items():
-                self.peak[name] = max(self.peak[name], _rss_mb(pid))
+                self.peak[name] = max(self.peak[name], rss_mb(pid) or 0.0)
 
 
 def _dataset_bytes(root: Path) -> int:

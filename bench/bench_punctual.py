@@ -25,7 +25,6 @@ SVT-AV1 presets 12 and 10. Each run is a fresh process. It reports:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from procstat import CLK_TCK, cpu_s, dir_bytes, rss_mb
 
 from operating_platform.core.record import CaptureStats, Record, RecordConfig
 from operating_platform.robots import SimRobotConfig, make_robot
@@ -52,31 +52,6 @@ SCENARIOS = [
     (1280, 720, "libsvtav1", "12", 30),
     (1280, 720, "libsvtav1", "10", 30),
 ]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _rss_mb(pid: int | None) -> float:
-    if not pid:
-        return 0.0
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def _cpu_s(pid: int | None) -> float:
-    """CPU time (user + system) a process has used so far."""
-    if not pid:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def _busy_s() -> float:
@@ -84,15 +59,6 @@ def _busy_s() -> float:
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle, iowait
     return (sum(fields[:8]) - idle) / CLK_TCK
-
-
-def _dir_bytes(path: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):  # released while we looked
-                total += os.stat(os.path.join(dirpath, name)).st_size
-    return total
 
 
 def _encoder_pid(record: Record) -> int | None:
@@ -113,11 +79,11 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         tick = 0
         while not self.done.wait(0.1):
-            self.peak["recorder_mb"] = max(self.peak["recorder_mb"], _rss_mb(os.getpid()))
-            self.peak["encoder_mb"] = max(self.peak["encoder_mb"], _rss_mb(_encoder_pid(self.record)))
+            self.peak["recorder_mb"] = max(self.peak["recorder_mb"], rss_mb(os.getpid()) or 0.0)
+            self.peak["encoder_mb"] = max(self.peak["encoder_mb"], rss_mb(_encoder_pid(self.record)) or 0.0)
             tick += 1
             if tick % 5 == 0:
-                journal_mb = _dir_bytes(self.record.dataset.journal_dir) / 2**20
+                journal_mb = dir_bytes(self.record.dataset.journal_dir) / 2**20
                 self.peak["journal_mb"] = max(self.peak["journal_mb"], journal_mb)
 
 
@@ -166,13 +132,13 @@ def run_once(
         frames = round(episode_s * FPS)
         warnings.started = time.monotonic()
         for number in range(episodes):
-            cpu, own, busy = _cpu_s(_encoder_pid(record)), _cpu_s(os.getpid()), _busy_s()
+            cpu, own, busy = cpu_s(_encoder_pid(record)), cpu_s(os.getpid()), _busy_s()
             started = time.perf_counter()
             record.start(max_frames=frames)
             while record.capturing:
                 time.sleep(0.02)
             walls.append(time.perf_counter() - started)
-            encoder, recorder = _cpu_s(_encoder_pid(record)) - cpu, _cpu_s(os.getpid()) - own
+            encoder, recorder = cpu_s(_encoder_pid(record)) - cpu, cpu_s(os.getpid()) - own
             encoder_cpu += encoder
             recorder_cpu += recorder
             others_cpu += _busy_s() - busy - encoder - recorder

@@ -64,6 +64,7 @@ from typing import Any
 
 import av
 import numpy as np
+from procstat import rss_mb
 
 from operating_platform.core.record import CaptureStats, EpisodeMetadata, Record, RecordConfig
 from operating_platform.dataset.fsutil import PRIVATE_DIR
@@ -82,20 +83,6 @@ LATENESS_TOLERANCE_MS = 1.0
 
 
 # -- what the sampler reads ---------------------------------------------------------------------
-
-
-def rss_mb(pid: int | None) -> float | None:
-    """Resident memory of a live process in MB; None if there is none (not started, exited)."""
-    if not pid:
-        return None
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None  # gone, or a zombie (which has no VmRSS line)
 
 
 def alive(pid: int | None) -> bool:

@@ -38,6 +38,14 @@ FAST = [
 ]
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` started that still run (none if it is gone)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def _real_time_threads() -> list[int]:
     """This process's threads under a real-time scheduling policy."""
     found = []

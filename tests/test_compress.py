@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from operating_platform.dataset.reader import DatasetReader
-from tests.conftest import assert_valid, episode_lengths, run_recover, run_session
+from tests.conftest import assert_valid, child_pids, episode_lengths, run_recover, run_session
 
 SWAP_JSON = Path(".dorobot/compress/swap.json")
 
@@ -267,9 +267,9 @@ def test_a_session_compresses_in_the_background_and_finishes_after_it(tmp_path: 
 
 
 def _compressor_of(recorder: int) -> int:
-    for child in Path(f"/proc/{recorder}/task/{recorder}/children").read_text().split():
+    for child in child_pids(recorder):
         if "operating_platform.compress.worker" in Path(f"/proc/{child}/cmdline").read_text():
-            return int(child)
+            return child
     raise AssertionError("the recorder has no compressor process")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST
+from tests.conftest import FAST, child_pids
 
 SVT = ["--record.vcodec=libsvtav1", "--record.preset=12", "--record.crf=30"]
 
@@ -34,13 +34,6 @@ def _policies(pid: int) -> set[int]:
     return found
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="SVT-AV1 asks for a real-time policy only when run by root")
 def test_recording_with_svt_av1_keeps_every_thread_off_real_time(tmp_path: Path) -> None:
     proc = subprocess.Popen(
@@ -54,7 +47,7 @@ def test_recording_with_svt_av1_keeps_every_thread_off_real_time(tmp_path: Path)
     seen: dict[int, set[int]] = {}
     encoders = set()
     while proc.poll() is None:
-        for pid in [proc.pid, *_children(proc.pid)]:
+        for pid in [proc.pid, *child_pids(proc.pid)]:
             if pid != proc.pid:
                 encoders.add(pid)
             with contextlib.suppress(OSError):  # it may have ended meanwhile

@@ -23,7 +23,7 @@ from operating_platform.core.async_episode_saver import REPORT_FRAMES, EncoderPa
 from operating_platform.core.record import Record, RecordConfig
 from operating_platform.core.status import render
 from operating_platform.robots import SimRobot, SimRobotConfig
-from tests.conftest import FAST, run_record, run_session, start_record, wait_for_line
+from tests.conftest import FAST, child_pids, run_record, run_session, start_record, wait_for_line
 
 # Three full-size cameras on SVT-AV1's preset 6: a few frames a second on a two-core machine,
 # far below the 30 capture needs.
@@ -53,13 +53,6 @@ def _policies(pid: int) -> dict[int, int]:
     return found
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
 def test_the_encoder_runs_only_on_cpu_time_capture_leaves(tmp_path: Path) -> None:
     # SVT-AV1 starts threads of its own: every one of them must inherit the idle class.
     proc = start_record(
@@ -78,7 +71,7 @@ def test_the_encoder_runs_only_on_cpu_time_capture_leaves(tmp_path: Path) -> Non
         wait_for_line(proc, r"Queued episode 0 ", seen, timeout=60)
         while proc.poll() is None:
             recorder_threads.update(_policies(proc.pid))
-            for child in _children(proc.pid):
+            for child in child_pids(proc.pid):
                 encoder_threads.update(_policies(child))
             time.sleep(0.02)
     finally:
@@ -127,9 +120,9 @@ def test_an_encoder_that_gets_no_cpu_at_all_is_said_once_far_behind(tmp_path: Pa
     try:
         wait_for_line(proc, r"Recording episode 0", seen)
         deadline = time.monotonic() + 30
-        while not _children(proc.pid) and time.monotonic() < deadline:
+        while not child_pids(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
-        (encoder,) = _children(proc.pid)
+        (encoder,) = child_pids(proc.pid)
         os.kill(encoder, signal.SIGSTOP)
         try:
             wait_for_line(proc, r"cannot keep up|Queued episode", seen, timeout=120)
@@ -206,18 +199,19 @@ class _StallingSim(SimRobot):
         return super().capture()
 
 
-def test_status_line_shows_the_sessions_skipped_ticks_and_the_encoders_lag(tmp_path: Path) -> None:
-    robot = _StallingSim(SimRobotConfig(num_cameras=3, camera_width=640, camera_height=480))
+def _slow_encoder_session(robot: SimRobot, root: Path) -> Record:
+    """A recorder with 3 cameras at 640x480 on SVT-AV1 preset 6, an encoder slower than capture."""
     cfg = RecordConfig(
-        repo_id="lab/lag",
-        single_task="Pick",
-        root=str(tmp_path / "ds"),
-        vcodec="libsvtav1",
-        preset="6",
-        crf=30,
+        repo_id="lab/slow", single_task="Pick", root=str(root), vcodec="libsvtav1", preset="6", crf=30
     )
     record = Record(fps=30, robot=robot, record_cfg=cfg)
     robot.connect()
+    return record
+
+
+def test_status_line_shows_the_sessions_skipped_ticks_and_the_encoders_lag(tmp_path: Path) -> None:
+    robot = _StallingSim(SimRobotConfig(num_cameras=3, camera_width=640, camera_height=480))
+    record = _slow_encoder_session(robot, tmp_path / "ds")
     record.start(max_frames=30)  # the stall makes it skip ticks
     while record.capturing:
         time.sleep(0.01)
@@ -260,16 +254,7 @@ def _in_memory(path: Path) -> float:
 def test_frames_far_ahead_of_a_slow_encoder_leave_memory_for_the_disk(tmp_path: Path) -> None:
     # Kept in the page cache, a journal growing by 80 MB/s makes capture's own writes dearer.
     robot = SimRobot(SimRobotConfig(num_cameras=3, camera_width=640, camera_height=480))
-    cfg = RecordConfig(
-        repo_id="lab/spill",
-        single_task="Pick",
-        root=str(tmp_path / "ds"),
-        vcodec="libsvtav1",
-        preset="6",
-        crf=30,
-    )
-    record = Record(fps=30, robot=robot, record_cfg=cfg)
-    robot.connect()
+    record = _slow_encoder_session(robot, tmp_path / "ds")
     record.start(max_frames=300)  # 10 segments of 30 frames
     while record.capturing:
         time.sleep(0.05)

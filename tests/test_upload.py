@@ -553,7 +553,7 @@ def test_a_v30_recording_is_uploaded_as_its_files_are_packed(tmp_path: Path, s3:
     ]
     proc = run_session(root, f"--record.push_to=s3://{BUCKET}/lab/v3", *flags, episodes=6)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"✓ Upload to s3://{BUCKET}/lab/v3 complete" in proc.stdout
+    assert f"✓ Upload to s3://{BUCKET}/lab/v3 complete" in proc.stdout, proc.stdout[-1500:]
     assert "packing episodes" in proc.stdout  # files were merged while the upload ran
     assert_valid(root, episodes=6)
     assert_mirrored(s3, "lab/v3", root, tmp_path / "copy", episodes=6)

@@ -82,7 +82,17 @@ class Uploader:
         if self.remote_paths is None:
             self.connect()
         assert self.remote_paths is not None
-        snapshot = self.snapshot()
+        try:
+            return self._plan_from(self.snapshot())
+        except LocalFileMissing:
+            # Packing moves files without touching info.json, so the snapshot kept since
+            # info.json last changed can name a file merged away: read it again before calling
+            # a file lost.
+            self._latest = None
+            return self._plan_from(self.snapshot())
+
+    def _plan_from(self, snapshot: Snapshot) -> Plan:
+        assert self.remote_paths is not None
         if snapshot.total_episodes == 0:
             return Plan(snapshot=snapshot)  # a dataset just started: nothing worth a round yet
         extras = self.remote.extras(snapshot, self.ledger, self.remote_paths)

@@ -50,7 +50,6 @@ $BENCH_TMP (else /tmp), or `--root DIR` (which must not exist yet), deleted at t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
@@ -64,7 +63,7 @@ from typing import Any
 
 import av
 import numpy as np
-from procstat import rss_mb
+from procstat import dir_bytes, rss_mb, walk_files
 
 from operating_platform.core.record import CaptureStats, EpisodeMetadata, Record, RecordConfig
 from operating_platform.dataset.fsutil import PRIVATE_DIR
@@ -94,23 +93,6 @@ def alive(pid: int | None) -> bool:
             return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
     except (OSError, IndexError):
         return False
-
-
-def tree_bytes(path: Path) -> int:
-    """Bytes of the files under `path`; files that vanish while it is walked are skipped."""
-    total, stack = 0, [str(path)]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    with contextlib.suppress(OSError):
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(entry.path)
-                        else:
-                            total += entry.stat(follow_symlinks=False).st_size
-        except OSError:
-            continue
-    return total
 
 
 def process_ids(record: Record) -> dict[str, int | None]:
@@ -149,18 +131,9 @@ class VideoLedger:
 
     def scan(self) -> None:
         seen: dict[str, VideoFile] = {}
-        stack = [str(self.videos)]
-        while stack:
-            try:
-                with os.scandir(stack.pop()) as entries:
-                    for entry in entries:
-                        with contextlib.suppress(OSError):
-                            if entry.is_dir(follow_symlinks=False):
-                                stack.append(entry.path)
-                            elif entry.name.endswith(".mp4"):
-                                self._look(entry.path, entry.stat(follow_symlinks=False), seen)
-            except OSError:
-                continue
+        for path, st in walk_files(self.videos):
+            if path.endswith(".mp4"):
+                self._look(path, st, seen)
         self.files = seen
 
     def _look(self, path: str, st: os.stat_result, seen: dict[str, VideoFile]) -> None:
@@ -311,7 +284,7 @@ class Sampler(threading.Thread):
     def sample(self, at: float | None = None) -> None:
         """One sample, for the window of `at` (default: now)."""
         rss = {name: rss_mb(pid) for name, pid in process_ids(self.record).items()}
-        journal = sum(tree_bytes(self.private / kind) for kind in JOURNAL_DIRS)
+        journal = sum(dir_bytes(self.private / kind) for kind in JOURNAL_DIRS)
         compress = getattr(self.record, "compress", None)
         status = compress.status() if compress is not None else None
         with self.scan_lock:
@@ -485,12 +458,12 @@ def run_session(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             },
             "compression": compressor,
             "videos": videos,
-            "journal_mb_end": sum(tree_bytes(private / k) for k in JOURNAL_DIRS) / MB,
+            "journal_mb_end": sum(dir_bytes(private / k) for k in JOURNAL_DIRS) / MB,
             "set_aside": sum(
                 len(os.listdir(private / k)) for k in (FAILED, PARTIAL) if (private / k).is_dir()
             ),
-            "private_mb_end": tree_bytes(root / PRIVATE_DIR) / MB,
-            "dataset_gb": tree_bytes(root) / 2**30,
+            "private_mb_end": dir_bytes(root / PRIVATE_DIR) / MB,
+            "dataset_gb": dir_bytes(root) / 2**30,
         }
     finally:
         sampler.done.set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -34,11 +35,22 @@ def cpu_s(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def walk_files(path: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """(path, stat) of every file under `path`; files or folders that vanish meanwhile are left out."""
+    stack = [str(path)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    with contextlib.suppress(OSError):
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        else:
+                            yield entry.path, entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+
+
 def dir_bytes(path: Path) -> int:
-    """Bytes of every file under `path`; files removed while it looks are left out."""
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.stat(os.path.join(dirpath, name)).st_size
-    return total
+    """Bytes of every file under `path`."""
+    return sum(st.st_size for _path, st in walk_files(path))

@@ -1,15 +1,18 @@
 """Capture stays punctual whatever the encoder: tick lateness, skipped ticks, and what the lag costs.
 
-    python bench/bench_punctual.py              # 3 runs of every scenario, medians (about 17 minutes)
-    python bench/bench_punctual.py --runs 1     # each scenario once (about 6 minutes)
-    python bench/bench_punctual.py --quick      # a smoke run of every scenario (about 2 minutes)
-    python bench/bench_punctual.py run --width 1280 --height 720 --vcodec libsvtav1 --preset 10
+    python bench/bench_punctual.py              # 3 runs of every scenario, medians (about 25 minutes)
+    python bench/bench_punctual.py --runs 1     # each scenario once (about 9 minutes)
+    python bench/bench_punctual.py --quick      # a smoke run of every scenario (about 3 minutes)
+    python bench/bench_punctual.py run --width 1280 --height 720 --vcodec libsvtav1 --preset 10 --prerender 30
 
 A session is `--episodes` episodes (3) of `--episode-s` seconds (10) with 3 cameras of the
 simulated robot at 30 fps, with per-pixel sensor noise (`--robot.noise`, what real sensors give
 an encoder), 2 s resets, saved in the background. Scenarios: 3 x 640x480 with libx264 ultrafast
 (the default), SVT-AV1 preset 12 and preset 6 (crf 30); 3 x 1280x720 with libx264 ultrafast and
-SVT-AV1 presets 12 and 10. Each run is a fresh process. It reports:
+SVT-AV1 presets 12 and 10, each twice: with the simulated robot drawing its three scenes on the
+capture thread every tick (about 10 ms a tick at this size), and with the scenes drawn ahead
+(`--robot.prerender`, "frames ready"), so that a tick costs what a camera driver's ready frame
+costs and the figures are the recorder's own. Each run is a fresh process. It reports:
 - tick lateness p50 / p99 / max over every capture tick, ticks late by over 5 ms, ticks skipped;
 - save(): p99 of how long the call blocked;
 - the longest episode's wall time against its nominal length (a skipped tick lengthens it);
@@ -43,14 +46,19 @@ from operating_platform.robots import SimRobotConfig, make_robot
 
 FPS = 30
 CAMERAS = 3
-# (width, height, vcodec, preset, crf)
+# A second of scenes drawn ahead for the "frames ready" scenarios.
+PRERENDER = FPS
+_HD_CODECS = (("libx264", "ultrafast", 23), ("libsvtav1", "12", 30), ("libsvtav1", "10", 30))
+# (width, height, vcodec, preset, crf, prerender)
 SCENARIOS = [
-    (640, 480, "libx264", "ultrafast", 23),
-    (640, 480, "libsvtav1", "12", 30),
-    (640, 480, "libsvtav1", "6", 30),
-    (1280, 720, "libx264", "ultrafast", 23),
-    (1280, 720, "libsvtav1", "12", 30),
-    (1280, 720, "libsvtav1", "10", 30),
+    (640, 480, "libx264", "ultrafast", 23, 0),
+    (640, 480, "libsvtav1", "12", 30, 0),
+    (640, 480, "libsvtav1", "6", 30, 0),
+    *(
+        (1280, 720, vcodec, preset, crf, prerender)
+        for prerender in (0, PRERENDER)
+        for vcodec, preset, crf in _HD_CODECS
+    ),
 ]
 
 
@@ -105,13 +113,16 @@ def run_once(
     vcodec: str,
     preset: str,
     crf: int,
+    prerender: int,
     episodes: int,
     episode_s: float,
     reset_s: float,
 ) -> dict:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         robot = make_robot(
-            SimRobotConfig(num_cameras=CAMERAS, camera_width=width, camera_height=height, noise=True)
+            SimRobotConfig(
+                num_cameras=CAMERAS, camera_width=width, camera_height=height, noise=True, prerender=prerender
+            )
         )
         cfg = RecordConfig(
             repo_id="bench/punctual",
@@ -163,7 +174,8 @@ def run_once(
     saves_ms = np.array(saves) * 1e3
     slow = [(at, line) for at, line in warnings.seen if "cannot keep up" in line]
     return {
-        "scenario": f"{CAMERAS} x {width}x{height} {vcodec} {preset} crf {crf}",
+        "scenario": f"{CAMERAS} x {width}x{height} {vcodec} {preset} crf {crf}"
+        + (", frames ready" if prerender else ""),
         "episodes": episodes,
         "committed": committed,
         "late_ms": [capture.lateness_percentile(q) * 1e3 for q in (50, 99)] + [capture.max_lateness_s * 1e3],
@@ -192,7 +204,7 @@ def _fmt(r: dict) -> str:
     rate = f"{r['encode_fps']:5.1f}" if r["encode_fps"] is not None else " kept"
     warned = f"at {r['warned_at_s']:4.1f} s" if r["warned_at_s"] is not None else "no"
     return (
-        f"{r['scenario']:34s} | late p50 {late[0]:5.2f} p99 {late[1]:5.2f} max {late[2]:6.2f} ms, "
+        f"{r['scenario']:48s} | late p50 {late[0]:5.2f} p99 {late[1]:5.2f} max {late[2]:6.2f} ms, "
         f"{r['late']} late, {r['skipped']} skipped of {r['ticks']} | save p99 {r['save_p99_ms']:4.2f} ms | "
         f"episode x{r['episode_wall_ratio']:.2f} | encode {rate}/{r['capture_fps']} fps, "
         f"{r['encoder_cores']:.2f} cores, {r['behind_s']:5.1f} s behind, warned {warned} | "
@@ -239,12 +251,13 @@ def main() -> None:
     parser.add_argument("--vcodec", default="libx264")
     parser.add_argument("--preset", default="ultrafast")
     parser.add_argument("--crf", type=int, default=23)
+    parser.add_argument("--prerender", type=int, default=0, help="ticks of scenes drawn ahead")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.episodes, args.episode_s = 1, 2, 4
     if args.command == "run":
         session = (args.episodes, args.episode_s, args.reset_s)
-        video = (args.width, args.height, args.vcodec, args.preset, args.crf)
+        video = (args.width, args.height, args.vcodec, args.preset, args.crf, args.prerender)
         print(json.dumps(run_once(*video, *session)))
         return
     print(
@@ -252,11 +265,12 @@ def main() -> None:
         f"{args.reset_s:g} s resets, {CAMERAS} noisy cameras at {FPS} fps",
         flush=True,
     )
-    for width, height, vcodec, preset, crf in SCENARIOS:
+    for width, height, vcodec, preset, crf, prerender in SCENARIOS:
         results = []
         for _ in range(args.runs):
             cmd = [sys.executable, __file__, "run", f"--width={width}", f"--height={height}"]
-            cmd += [f"--vcodec={vcodec}", f"--preset={preset}", f"--crf={crf}", f"--episodes={args.episodes}"]
+            cmd += [f"--vcodec={vcodec}", f"--preset={preset}", f"--crf={crf}", f"--prerender={prerender}"]
+            cmd += [f"--episodes={args.episodes}"]
             cmd += [f"--episode-s={args.episode_s}", f"--reset-s={args.reset_s}"]
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode:

@@ -37,7 +37,7 @@ SLOW_SVT = [
 ]
 SLOW_WARNING = re.compile(
     r"The encoder \(libsvtav1 preset 6\) cannot keep up on this machine: it encodes ([\d.]+) frames/s, "
-    r"capture makes 30\. Capture stays on time; episodes wait in the journal \(it grows about [\d,]+ MB "
+    r"capture makes 30\. Recording goes on; episodes wait in the journal \(it grows about [\d,]+ MB "
     r"per minute of recording\) and are encoded during resets and after the session\. To keep up, "
     r"record with a faster --record\.preset \(up to 12\) or --record\.vcodec=libx264$"
 )
@@ -135,7 +135,7 @@ def test_an_encoder_that_gets_no_cpu_at_all_is_said_once_far_behind(tmp_path: Pa
     assert "Queued episode" not in "".join(seen), "".join(seen)
     assert said.startswith(
         "The encoder (libx264 preset ultrafast) cannot keep up on this machine: it is over 10 s "
-        "behind capture, which makes 30 frames/s. Capture stays on time; episodes wait in the journal "
+        "behind capture, which makes 30 frames/s. Recording goes on; episodes wait in the journal "
         "(it grows up to"
     ), said
     assert said.endswith("To keep up, record with fewer or smaller cameras, or a lower --record.fps"), said

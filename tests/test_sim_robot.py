@@ -273,3 +273,32 @@ def test_sim_robot_rejects_foreign_config():
 
     with pytest.raises(TypeError):
         SimRobot(OtherConfig())
+
+
+def test_prerendered_scenes_replay_the_first_ticks_with_fresh_noise():
+    ticks = 4
+    drawn = run(connected(num_cameras=3, seed=5, noise=False), ticks)
+    replayed = run(connected(num_cameras=3, seed=5, noise=False, prerender=ticks), 3 * ticks)
+    noisy = run(connected(num_cameras=3, seed=5, prerender=ticks), 2 * ticks)
+    plain = run(connected(num_cameras=3, seed=5, noise=False), 3 * ticks)
+    for t, obs in enumerate(replayed):
+        for key in ("action", "observation.state"):  # the arm goes on moving past the loop
+            assert np.array_equal(obs[key], plain[t][key]), key
+        for cam in ALL_CAMERAS:
+            key = f"observation.images.{cam}"
+            # The loop is exactly the scenes drawn tick by tick, then starts over.
+            assert obs[key].tobytes() == drawn[t % ticks][key].tobytes(), (t, cam)
+    for cam in ALL_CAMERAS:
+        key = f"observation.images.{cam}"
+        # Each replay gets noise of its own, on a frame of its own.
+        assert not np.array_equal(noisy[0][key], noisy[ticks][key]), cam
+        assert not np.shares_memory(noisy[0][key], noisy[ticks][key]), cam
+        noise = noisy[ticks][key].astype(np.int16) - drawn[0][key].astype(np.int16)
+        assert noise.min() >= 0 and noise.max() < 16, cam
+
+
+def test_prerender_out_of_range_is_refused():
+    with pytest.raises(ValueError, match=r"--robot\.prerender must be between 0 and 300"):
+        SimRobotConfig(prerender=301).validate()
+    with pytest.raises(ValueError, match=r"--robot\.prerender"):
+        SimRobotConfig(prerender=-1).validate()

@@ -620,7 +620,7 @@ def describe_slow_encoder(video: VideoSettings, fps: float | None, capture_fps: 
     else:
         remedy = "fewer or smaller cameras, or a lower --record.fps"
     return (
-        f"The encoder ({encoder}) cannot keep up on this machine: {pace}. Capture stays on time; "
+        f"The encoder ({encoder}) cannot keep up on this machine: {pace}. Recording goes on; "
         f"episodes wait in the journal (it grows {growth} MB per minute of recording) and are "
         f"encoded during resets and after the session. To keep up, record with {remedy}"
     )

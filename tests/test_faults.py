@@ -195,3 +195,47 @@ def test_corrupt_journal_is_set_aside_whole(tmp_path: Path) -> None:
     assert (kept / "rows.log").stat().st_size == 12 * 72 and "damaged" in (kept / "error.txt").read_text()
     assert_valid(tmp_path / "ds", episodes=1)
     assert not recover_dataset(tmp_path / "ds").changed
+
+
+def _session_log(root: Path) -> str:
+    (log,) = (root / ".dorobot/logs").glob("record-*.log")
+    return log.read_text()
+
+
+def test_the_error_that_ends_a_session_is_in_its_log_file(tmp_path: Path) -> None:
+    # What the operator read on stderr is also in the log file, which outlives the terminal.
+    root = tmp_path / "ds"
+    proc = run_session(
+        root,
+        "--robot.type=faulty_sim",
+        "--robot.fault=raise",
+        "--robot.fail_at=40",
+        "--robot.camera_width=160",
+        "--robot.camera_height=120",
+        episodes=3,
+        env={"DOROBOT_PLUGINS": "faulty_robot"},
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (said,) = error_lines(proc.stderr)
+    assert f"ERROR operating_platform: {said}" in _session_log(root)
+
+
+def test_an_unexpected_exception_is_written_to_the_log_file_with_its_traceback(tmp_path: Path) -> None:
+    # A plugin's disconnect() raising ends the session with an exception no handler expects; on a
+    # terminal that hung up, Python's traceback would reach no one.
+    root = tmp_path / "ds"
+    proc = run_session(
+        root,
+        "--robot.type=faulty_sim",
+        "--robot.fault=disconnect",
+        "--robot.camera_width=160",
+        "--robot.camera_height=120",
+        episodes=1,
+        env={"DOROBOT_PLUGINS": "faulty_robot"},
+    )
+    assert proc.returncode != 0 and "faulty_sim: disconnect failed" in proc.stderr, proc.stderr
+    log = _session_log(root)
+    assert "ERROR operating_platform: The session ended with this error:" in log, log
+    assert "Traceback (most recent call last):" in log and "in disconnect" in log, log
+    assert log.rstrip().endswith("RuntimeError: faulty_sim: disconnect failed"), log
+    assert_valid(root, episodes=1)  # the episode was saved before the robot was closed

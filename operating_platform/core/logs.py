@@ -74,6 +74,11 @@ def console_logging() -> Iterator[logging.Logger]:
     listener.start()
     try:
         yield logger
+    except (Exception, KeyboardInterrupt):
+        # With the terminal gone (a hang-up), the traceback Python prints would reach no one: the
+        # session's log file is what is left to read afterwards.
+        error_to_log_file("The session ended with this error:", exc_info=True)
+        raise
     finally:
         listener.stop()
         root.removeHandler(handler)
@@ -90,6 +95,17 @@ class _LogFile(logging.FileHandler):
     def handleError(self, record: logging.LogRecord) -> None:
         if not isinstance(sys.exc_info()[1], OSError):
             super().handleError(record)
+
+
+def error_to_log_file(message: str, exc_info: bool = False) -> None:
+    """Write an error the operator was shown elsewhere (stderr) to the session's log file, if
+    one is open, and nowhere else; with `exc_info`, the exception being handled and its traceback."""
+    record = logging.getLogger(LOGGER).makeRecord(
+        LOGGER, logging.ERROR, __file__, 0, message, None, sys.exc_info() if exc_info else None
+    )
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _LogFile):
+            handler.handle(record)
 
 
 def attach_log_file(log_dir: Path) -> Path:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from operating_platform.core.configs import ControlPipelineConfig, parse_config
 from operating_platform.core.interrupts import Interrupts
 from operating_platform.core.keyboard import TerminalKeys
-from operating_platform.core.logs import attach_log_file, console_logging
+from operating_platform.core.logs import attach_log_file, console_logging, error_to_log_file
 from operating_platform.core.preview import CameraPreview
 from operating_platform.core.record import Record
 from operating_platform.core.record_config import ConfigError, RecordConfig
@@ -33,6 +33,7 @@ log = logging.getLogger("operating_platform.main")
 
 def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
+    error_to_log_file(f"error: {message}")
 
 
 def record_session(cfg: ControlPipelineConfig) -> int:

@@ -126,6 +126,16 @@ def test_compress_swaps_in_checked_av1_copies_of_every_file(
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout
 
 
+def test_compress_to_hevc_keeps_x265s_chatter_off_the_console(recorded_v21: Path, tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    shutil.copytree(recorded_v21, root)
+    result = compress(root, "--codec=hevc")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert all(codec(p) == "hevc" for p in videos(root))
+    assert "x265 [" not in result.stdout + result.stderr, result.stderr  # x265's banner and statistics
+    assert_same_frames(recorded_v21, root)
+
+
 def test_a_copy_under_the_psnr_floor_is_refused_and_the_original_stays(
     recorded_v21: Path, tmp_path: Path
 ) -> None:

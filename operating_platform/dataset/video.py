@@ -49,6 +49,8 @@ class VideoSettings:
         preset = self.preset if self.preset is not None else FAST_PRESETS.get(self.vcodec)
         if preset is not None:
             options["preset"] = str(preset)
+        if self.vcodec == "libx265":  # else x265 prints its banner and statistics on stderr
+            options["x265-params"] = "log-level=error"
         return options
 
 

@@ -197,7 +197,7 @@ class SimRobot(Robot):
         pos, prev, drawn = self._pos.copy(), self._prev_action.copy(), []
         for t in range(ticks):
             if t > 0:
-                pos = pos + _FOLLOWER_GAIN * (prev - pos)
+                pos = _follow(pos, prev)
             prev = self._leader(t)
             pose = _forward_kinematics(pos)
             drawn.append([view.render(pose) for view in self._views])
@@ -215,8 +215,7 @@ class SimRobot(Robot):
         t = self._tick
         action = self._leader(t)
         if t > 0:
-            # The follower was commanded the previous action and closes part of the gap per tick.
-            self._pos = self._pos + _FOLLOWER_GAIN * (self._prev_action - self._pos)
+            self._pos = _follow(self._pos, self._prev_action)
         self._prev_action = action
         state = self._pos + self._tick_rng.normal(0.0, _FOLLOWER_NOISE_DEG, size=len(JOINTS))
 
@@ -244,6 +243,11 @@ class SimRobot(Robot):
         t = tick / _TICK_HZ
         waves = self._amps * np.sin(2 * math.pi * self._freqs * t + self._phases)
         return _JOINT_MOTION[:, 0] + waves.sum(axis=1)
+
+
+def _follow(pos: np.ndarray, commanded: np.ndarray) -> np.ndarray:
+    """The follower's next position: it closes part of the gap to the action commanded a tick ago."""
+    return pos + _FOLLOWER_GAIN * (commanded - pos)
 
 
 def _sensor_noise(rng: np.random.Generator, h: int, w: int) -> np.ndarray:

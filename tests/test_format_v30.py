@@ -154,11 +154,12 @@ def test_resume_appends_to_a_v30_dataset_and_keeps_its_layout(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("step", ["pack-1", "pack-2", "pack-3", "pack-4", "pack-5"])
-def test_kill_while_packing_files_is_finished_by_recover(tmp_path: Path, step: str) -> None:
+def test_kill_while_packing_files_is_finished_by_recover(
+    tmp_path: Path, step: str, pair: tuple[Path, Path]
+) -> None:
     """A kill at each step of a merge (after its plan is written) leaves what recovery finishes:
     every episode in the dataset with every row and frame, the files packed and numbered densely."""
-    reference = tmp_path / "whole"
-    _session(reference, "--record.format=v3.0", episodes=4)
+    reference = pair[1]  # the same session, recorded whole
     root = tmp_path / "killed"
     proc = subprocess.Popen(
         [

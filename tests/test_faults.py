@@ -26,6 +26,20 @@ from tests.conftest import (
 )
 
 
+def _faulty_session(root: Path, fault: str, episodes: int) -> subprocess.CompletedProcess:
+    """A session on the test plugin's simulated arm, with `fault` from its 41st frame."""
+    return run_session(
+        root,
+        "--robot.type=faulty_sim",
+        f"--robot.fault={fault}",
+        "--robot.fail_at=40",
+        "--robot.camera_width=160",
+        "--robot.camera_height=120",
+        episodes=episodes,
+        env={"DOROBOT_PLUGINS": "faulty_robot"},
+    )
+
+
 @pytest.mark.parametrize("point", ["rename", "fsync"])
 def test_failed_publish_step_is_retried_without_encoding_again(tmp_path: Path, point: str) -> None:
     # A storage fault while publishing says nothing against the encoded videos: only the publish
@@ -60,16 +74,7 @@ def test_publish_step_that_keeps_failing_leaves_no_half_written_file(tmp_path: P
 )
 def test_camera_that_stops_delivering_frames(tmp_path: Path, fault: str, says: str) -> None:
     root = tmp_path / "ds"
-    proc = run_session(
-        root,
-        "--robot.type=faulty_sim",
-        f"--robot.fault={fault}",
-        "--robot.fail_at=40",
-        "--robot.camera_width=160",
-        "--robot.camera_height=120",
-        episodes=5,
-        env={"DOROBOT_PLUGINS": "faulty_robot"},
-    )
+    proc = _faulty_session(root, fault, episodes=5)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     errors = error_lines(proc.stderr)
     assert len(errors) == 1 and says in errors[0], proc.stderr
@@ -205,16 +210,7 @@ def _session_log(root: Path) -> str:
 def test_the_error_that_ends_a_session_is_in_its_log_file(tmp_path: Path) -> None:
     # What the operator read on stderr is also in the log file, which outlives the terminal.
     root = tmp_path / "ds"
-    proc = run_session(
-        root,
-        "--robot.type=faulty_sim",
-        "--robot.fault=raise",
-        "--robot.fail_at=40",
-        "--robot.camera_width=160",
-        "--robot.camera_height=120",
-        episodes=3,
-        env={"DOROBOT_PLUGINS": "faulty_robot"},
-    )
+    proc = _faulty_session(root, "raise", episodes=3)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     (said,) = error_lines(proc.stderr)
     assert f"ERROR operating_platform: {said}" in _session_log(root)
@@ -224,15 +220,7 @@ def test_an_unexpected_exception_is_written_to_the_log_file_with_its_traceback(t
     # A plugin's disconnect() raising ends the session with an exception no handler expects; on a
     # terminal that hung up, Python's traceback would reach no one.
     root = tmp_path / "ds"
-    proc = run_session(
-        root,
-        "--robot.type=faulty_sim",
-        "--robot.fault=disconnect",
-        "--robot.camera_width=160",
-        "--robot.camera_height=120",
-        episodes=1,
-        env={"DOROBOT_PLUGINS": "faulty_robot"},
-    )
+    proc = _faulty_session(root, "disconnect", episodes=1)
     assert proc.returncode != 0 and "faulty_sim: disconnect failed" in proc.stderr, proc.stderr
     log = _session_log(root)
     assert "ERROR operating_platform: The session ended with this error:" in log, log

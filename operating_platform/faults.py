@@ -4,7 +4,8 @@
 point fails for that episode (its expected index), on its first TIMES attempts, or on every
 attempt when TIMES is left out or empty, with the error ERRNO (default EIO; `ENOSPC` stands for
 a full disk). Example: `encode:1:1` makes the first encode of episode 1 fail, so its retry must
-succeed; `encode:1::ENOSPC` makes every encode of it find the disk full. Points: `encode`,
+succeed; `encode:1::ENOSPC` makes every encode of it find the disk full. An episode set aside
+gives its index to the next one, which then matches the same rule. Points: `encode`,
 `crash` (the encoder process dies), `fsync` and `rename` (while publishing). Unset (always,
 in real use), `check` does nothing.
 """

@@ -46,7 +46,9 @@ def _kinds(root: Path, kind: str) -> list[Path]:
 
 def test_failed_episode_comes_back_with_retry_failed(tmp_path: Path) -> None:
     root = tmp_path / "ds"
-    env = {"DOROBOT_INJECT_FAULTS": "encode:1"}
+    # The last episode fails: with no retry, the one after a failed episode could be encoded
+    # under the failed one's index, and so fail too.
+    env = {"DOROBOT_INJECT_FAULTS": "encode:2"}
     proc = run_session(root, "--record.async_save_max_retries=0", env=env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert len(_kinds(root, "failed")) == 1 and episode_lengths(root) == [30, 30]

@@ -146,3 +146,45 @@ def test_terminal_hanging_up_saves_everything(tmp_path: Path, tmux: Tmux, how: s
     assert "Save stats: queued=2 completed=2 failed=0" in log, log
     assert_valid(root, episodes=2)
     assert episode_lengths(root) == [queued[0], queued[1]]
+
+
+# The kernel's SIGHUP, landing while the hang-up a read of the terminal found is being handled:
+# the handler runs again in the middle of that call, on the same thread.
+HANG_UP_TWICE = """
+import os, signal, sys
+from operating_platform.core.interrupts import Interrupts
+
+sent = []
+def restore_terminal():
+    if not sent:
+        sent.append(True)
+        os.kill(os.getpid(), signal.SIGHUP)
+
+try:  # the terminal is gone by the end: the result goes to a file, failure or not
+    with Interrupts("exiting now", restore_terminal=restore_terminal) as interrupts:
+        interrupts.hang_up()
+        print("still writing")  # to /dev/null now: must not fail
+    result = [interrupts.signum, *(os.readlink(f"/proc/self/fd/{fd}") for fd in (0, 1, 2))]
+except Exception as exc:
+    result = exc
+open(sys.argv[1], "w").write(repr(result))
+"""
+
+
+def test_a_hang_up_signal_during_a_hang_up_being_handled_is_harmless(tmp_path: Path) -> None:
+    primary, secondary = os.openpty()
+    out = tmp_path / "result"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", HANG_UP_TWICE, str(out)],
+            stdin=secondary,
+            stdout=secondary,
+            stderr=secondary,
+            timeout=60,
+            start_new_session=True,
+        )
+    finally:
+        os.close(secondary)
+        os.close(primary)
+    assert proc.returncode == 0
+    assert out.read_text() == repr([int(signal.SIGHUP), "/dev/null", "/dev/null", "/dev/null"])

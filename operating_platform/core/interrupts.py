@@ -66,19 +66,21 @@ class Interrupts:
 
     def _detach_terminal(self) -> None:
         """Point the descriptors that were the terminal at /dev/null, so writes keep succeeding."""
-        if not self._terminal_fds:
+        # Taken before anything else: the kernel's SIGHUP can run this again, in the middle of
+        # the call a read of the hung-up terminal made, and the second call must find it done.
+        fds, self._terminal_fds = self._terminal_fds, []
+        if not fds:
             return
         if self._restore_terminal is not None:
             self._restore_terminal()
         with contextlib.suppress(OSError):  # below the status line, which stays as it was
-            os.write(self._terminal_fds[-1], b"\n")
+            os.write(fds[-1], b"\n")
         devnull = os.open(os.devnull, os.O_RDWR)
         try:
-            for fd in self._terminal_fds:
+            for fd in fds:
                 os.dup2(devnull, fd)
         finally:
             os.close(devnull)
-        self._terminal_fds = []
 
     def __enter__(self) -> Interrupts:
         self._terminal_fds = [fd for fd in (0, 1, 2) if is_terminal(fd)]

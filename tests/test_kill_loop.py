@@ -281,9 +281,9 @@ def _trial(number: int, layout: str, tmp_path: Path) -> Outcome:
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_kill_at_random_instants_loses_nothing(tmp_path: Path, layout: str) -> None:
-    # Three trials at a time: each mostly waits for its kill, and the load they put on each
+    # Four trials at a time: each mostly waits for its kill, and the load they put on each
     # other only varies where the kills land.
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         outcomes = list(pool.map(lambda n: _trial(n, layout, tmp_path), range(TRIALS)))
     phases = Counter(o.phase for o in outcomes)
     print(

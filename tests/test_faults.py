@@ -216,6 +216,18 @@ def test_the_error_that_ends_a_session_is_in_its_log_file(tmp_path: Path) -> Non
     assert f"ERROR operating_platform: {said}" in _session_log(root)
 
 
+def test_an_error_the_recorder_expects_is_one_line_in_the_log_file_too(tmp_path: Path) -> None:
+    # An I/O error out of the session is told in one line, on stderr and in the log file alike.
+    root = tmp_path / "ds"
+    proc = _faulty_session(root, "unplugged", episodes=1)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (said,) = error_lines(proc.stderr)
+    assert "/dev/ttyACM0 is gone" in said, proc.stderr
+    log = _session_log(root)
+    assert f"ERROR operating_platform: {said}" in log and "Traceback" not in log, log
+    assert_valid(root, episodes=1)
+
+
 def test_an_unexpected_exception_is_written_to_the_log_file_with_its_traceback(tmp_path: Path) -> None:
     # A plugin's disconnect() raising ends the session with an exception no handler expects; on a
     # terminal that hung up, Python's traceback would reach no one.

@@ -37,40 +37,42 @@ def _error(message: str) -> None:
 
 
 def record_session(cfg: ControlPipelineConfig) -> int:
-    """Record a session (by keys on a terminal, else on timers); returns the process exit code."""
+    """Record a session (by keys on a terminal, else on timers); returns the process exit code.
+
+    Runs inside `console_logging()`, which `main` opens.
+    """
     rc = cfg.record
     interactive = TerminalKeys.available()
     if not interactive and not rc.episode_time_s:
         _error("--record.episode_time_s=0 (end episodes by key) needs a terminal; give episodes a length")
         return EXIT_USAGE
     rc.check_root_writable()
-    with console_logging():
-        robot = make_robot(cfg.robot)
-        # Connected before the dataset exists: a robot that cannot be reached must not leave a
-        # fresh, empty dataset folder behind, which the retry would refuse to overwrite.
-        try:
-            robot.open()  # closes whatever it did open before failing
-        except KeyboardInterrupt:  # e.g. while waiting for a dataflow, or at a calibration prompt
-            _error("interrupted while connecting the robot; nothing was recorded")
-            return EXIT_INTERRUPTED
-        except Exception as exc:
-            _error(describe_connect_failure(cfg.robot, exc))
-            return EXIT_FAILED
-        try:
-            record = Record(fps=rc.fps, robot=robot, record_cfg=rc)
-        except FeatureClash as exc:  # a camera named twice shows once the cameras are known
-            _close_quietly(robot)
-            _error(str(exc))
-            return EXIT_USAGE
-        except BaseException:
-            _close_quietly(robot)  # the dataset's error is the one to report
-            raise
-        attach_log_file(record.dataset.meta.private_dir / "logs")
-        log.info(f"Dataset: {record.dataset.root} ({record.dataset.meta.total_episodes} episodes already)")
-        if not interactive:
-            return _run(record, rc, None)
-        with TerminalKeys() as keys:
-            return _run(record, rc, keys)
+    robot = make_robot(cfg.robot)
+    # Connected before the dataset exists: a robot that cannot be reached must not leave a
+    # fresh, empty dataset folder behind, which the retry would refuse to overwrite.
+    try:
+        robot.open()  # closes whatever it did open before failing
+    except KeyboardInterrupt:  # e.g. while waiting for a dataflow, or at a calibration prompt
+        _error("interrupted while connecting the robot; nothing was recorded")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        _error(describe_connect_failure(cfg.robot, exc))
+        return EXIT_FAILED
+    try:
+        record = Record(fps=rc.fps, robot=robot, record_cfg=rc)
+    except FeatureClash as exc:  # a camera named twice shows once the cameras are known
+        _close_quietly(robot)
+        _error(str(exc))
+        return EXIT_USAGE
+    except BaseException:
+        _close_quietly(robot)  # the dataset's error is the one to report
+        raise
+    attach_log_file(record.dataset.meta.private_dir / "logs")
+    log.info(f"Dataset: {record.dataset.root} ({record.dataset.meta.total_episodes} episodes already)")
+    if not interactive:
+        return _run(record, rc, None)
+    with TerminalKeys() as keys:
+        return _run(record, rc, keys)
 
 
 def _close_quietly(robot: Robot) -> None:
@@ -138,15 +140,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _error(f"{exc} (see --help)")
         return EXIT_USAGE
-    try:
-        return record_session(cfg)
-    except (DatasetError, ConfigError) as exc:
-        _error(str(exc))
-        return EXIT_FAILED
-    except OSError as exc:  # a folder that cannot be written, a device that vanished, ...
-        where = f" ({exc.filename})" if exc.filename else ""
-        _error(f"{exc.strerror or exc}{where}")
-        return EXIT_FAILED
+    # Errors are told inside the console logging: the session's log file is open until it ends,
+    # and only an exception that gets past these is an unexpected one, logged with its traceback.
+    with console_logging():
+        try:
+            return record_session(cfg)
+        except (DatasetError, ConfigError) as exc:
+            _error(str(exc))
+            return EXIT_FAILED
+        except OSError as exc:  # a folder that cannot be written, a device that vanished, ...
+            where = f" ({exc.filename})" if exc.filename else ""
+            _error(f"{exc.strerror or exc}{where}")
+            return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from operating_platform.robots import RobotConfig, SimRobot, SimRobotConfig
 @dataclass
 class FaultySimConfig(SimRobotConfig):
     fail_at: int = 20
-    fault: str = "nan"  # nan | shape | dtype | hang | raise | disconnect | connect
+    fault: str = "nan"  # nan | shape | dtype | hang | raise | disconnect | unplugged | connect
     port: str = "/dev/ttyACM0"  # named in connect errors, as a real arm's serial port would be
 
 
@@ -34,11 +34,13 @@ class FaultySim(SimRobot):
         super().disconnect()
         if self.config.fault == "disconnect":  # a plugin bug surfacing while the terminal is raw
             raise RuntimeError("faulty_sim: disconnect failed")
+        if self.config.fault == "unplugged":  # the port gone by the time the arm is let go of
+            raise OSError(5, f"faulty_sim: {self.config.port} is gone")
 
     def capture(self) -> dict[str, np.ndarray]:
         frame = super().capture()
         self.captured += 1
-        if self.captured > self.config.fail_at and self.config.fault != "disconnect":
+        if self.captured > self.config.fail_at and self.config.fault not in ("disconnect", "unplugged"):
             if self.config.fault == "nan":
                 frame["observation.state"][2] = np.nan
             elif self.config.fault == "shape":

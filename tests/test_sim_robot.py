@@ -288,6 +288,8 @@ def test_prerendered_scenes_replay_the_first_ticks_with_fresh_noise():
             key = f"observation.images.{cam}"
             # The loop is exactly the scenes drawn tick by tick, then starts over.
             assert obs[key].tobytes() == drawn[t % ticks][key].tobytes(), (t, cam)
+            if t >= ticks:  # a frame of its own, even without noise: a consumer may write to it
+                assert not np.shares_memory(obs[key], replayed[t - ticks][key]), (t, cam)
     for cam in ALL_CAMERAS:
         key = f"observation.images.{cam}"
         # Each replay gets noise of its own, on a frame of its own.

@@ -7,6 +7,7 @@ session). The log file is plain buffered appends, which cost about as little.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import sys
@@ -95,6 +96,11 @@ class _LogFile(logging.FileHandler):
     def handleError(self, record: logging.LogRecord) -> None:
         if not isinstance(sys.exc_info()[1], OSError):
             super().handleError(record)
+
+    def close(self) -> None:
+        # Closing flushes what the full disk refused once more; those lines are left out as well.
+        with contextlib.suppress(OSError):
+            super().close()
 
 
 def error_to_log_file(message: str, exc_info: bool = False) -> None:
